@@ -1,0 +1,212 @@
+"""Low-level tensor operations of StyleGAN2, in plain PyTorch (no compiled extensions).
+
+Implemented from the published architecture (Karras et al., "Analyzing and Improving the Image
+Quality of StyleGAN", CVPR 2020; "Training GANs with Limited Data", NeurIPS 2020) so that the
+numbers agree with NVIDIA's stylegan2-ada-pytorch:
+
+- FIR resampling (``upfirdn2d``): zero-insertion up-sampling, padding, a 2-D FIR filter, decimation.
+- ``bias_act``: bias, leaky ReLU, a gain that keeps the signal's second moment, an optional clamp.
+- ``modulated_conv2d``: weight modulation by per-sample styles and demodulation (paper eq. 1-3 of
+  StyleGAN2), computed by scaling the activations instead of the weights, so that one shared weight
+  serves the whole batch (and batched forward-mode AD stays cheap).
+- ``conv2d_resample``: convolution fused with 2x up- or down-sampling, with the same pixel alignment
+  as the reference implementation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+ACTIVATION_GAINS = {"linear": 1.0, "lrelu": math.sqrt(2.0)}
+LRELU_SLOPE = 0.2
+
+
+def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
+    """Separable FIR filter as a 2-D kernel that sums to one.  Returns ``[len(taps), len(taps)]``."""
+    f = torch.as_tensor(taps, dtype=torch.float32)
+    f = torch.outer(f, f)  # [fh, fw]
+    return f / f.sum()
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: int = 1,
+    down: int = 1,
+    padding: Sequence[int] = (0, 0, 0, 0),
+    gain: float = 1.0,
+) -> torch.Tensor:
+    """Up-sample by zero insertion, pad, convolve with the FIR filter ``f``, down-sample.
+
+    Args:
+        x: ``[N, C, H, W]``.
+        f: ``[fh, fw]`` filter (true convolution: the filter is flipped before correlating).
+        padding: ``(left, right, top, bottom)``; negative values crop.
+        gain: overall gain; ``up**2`` keeps the mean intensity after zero insertion.
+
+    Returns:
+        ``[N, C, (H*up + top + bottom - fh + 1) // down, (W*up + left + right - fw + 1) // down]``.
+    """
+    n, c, h, w = x.shape
+    pad_left, pad_right, pad_top, pad_bottom = padding
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])  # [N, C, H, up, W, up]
+        x = x.reshape(n, c, h * up, w * up)
+    x = F.pad(x, [max(pad_left, 0), max(pad_right, 0), max(pad_top, 0), max(pad_bottom, 0)])
+    x = x[
+        :,
+        :,
+        max(-pad_top, 0) : x.shape[2] - max(-pad_bottom, 0),
+        max(-pad_left, 0) : x.shape[3] - max(-pad_right, 0),
+    ]
+    kernel = (f * gain).flip([0, 1]).to(x.dtype)  # [fh, fw]
+    kernel = kernel[None, None].expand(c, 1, *kernel.shape)  # [C, 1, fh, fw], depthwise
+    x = F.conv2d(x, kernel, groups=c)
+    if down > 1:
+        x = x[:, :, ::down, ::down]
+    return x
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
+    """2x FIR up-sampling with the reference alignment.  ``[N, C, H, W] -> [N, C, H*up, W*up]``."""
+    fw = f.shape[-1]
+    pad0, pad1 = (fw + up - 1) // 2, (fw - up) // 2
+    return upfirdn2d(x, f, up=up, padding=(pad0, pad1, pad0, pad1), gain=up * up)
+
+
+def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tensor:
+    """2x FIR down-sampling with the reference alignment.  ``[N, C, H, W] -> [N, C, H/down, W/down]``."""
+    fw = f.shape[-1]
+    pad0, pad1 = (fw - down + 1) // 2, (fw - down) // 2
+    return upfirdn2d(x, f, down=down, padding=(pad0, pad1, pad0, pad1))
+
+
+def bias_act(
+    x: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str = "linear",
+    gain: float | None = None,
+    clamp: float | None = None,
+) -> torch.Tensor:
+    """Add a per-channel bias (channel dim 1), apply the activation, scale by ``gain``, clamp.
+
+    ``gain`` defaults to the activation's variance-preserving gain (sqrt(2) for leaky ReLU).
+    """
+    if bias is not None:
+        x = x + bias.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
+    if activation == "lrelu":
+        x = F.leaky_relu(x, LRELU_SLOPE)
+    elif activation != "linear":
+        raise ValueError(f"unknown activation {activation!r}; expected 'linear' or 'lrelu'")
+    gain = ACTIVATION_GAINS[activation] if gain is None else gain
+    if gain != 1:
+        x = x * gain
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def _flip_if(weight: torch.Tensor, flip: bool) -> torch.Tensor:
+    return weight.flip([2, 3]) if flip else weight
+
+
+def conv2d_resample(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    f: torch.Tensor | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: int = 0,
+    flip_weight: bool = True,
+) -> torch.Tensor:
+    """2-D convolution with optional 2x FIR up- or down-sampling.
+
+    The pixel alignment is that of the reference implementation: up-sampling is a transposed
+    convolution of stride ``up`` followed by the FIR filter, down-sampling the FIR filter followed by
+    a strided convolution.  ``flip_weight=False`` computes a true convolution instead of a
+    correlation (the reference uses that for up-sampling layers).
+
+    Args:
+        x: ``[N, C_in, H, W]``.
+        weight: ``[C_out, C_in, kh, kw]`` (square kernels).
+    Returns:
+        ``[N, C_out, H * up / down, W * up / down]`` (with ``padding = kh // 2``).
+    """
+    if up > 1 and down > 1:
+        raise ValueError("conv2d_resample supports up-sampling or down-sampling, not both")
+    kernel_size = weight.shape[-1]
+    if up == 1 and down == 1:
+        return F.conv2d(x, _flip_if(weight, not flip_weight), padding=padding)
+    assert f is not None, "resampling needs a FIR filter"
+    fw = f.shape[-1]
+    if up > 1:
+        pad0 = padding + (fw + up - 1) // 2
+        pad1 = padding + (fw - up) // 2
+        if kernel_size == 1:
+            # A 1x1 convolution commutes with linear up-sampling: convolve first, on fewer pixels.
+            x = F.conv2d(x, _flip_if(weight, not flip_weight))
+            return upfirdn2d(x, f, up=up, padding=(pad0, pad1, pad0, pad1), gain=up * up)
+        pad0 -= kernel_size - 1
+        pad1 -= kernel_size - up
+        assert pad0 >= 0 and pad1 >= 0, "unsupported kernel/padding combination for up-sampling"
+        # The reference passes the opposite flip flag to its transposed convolution.
+        x = F.conv_transpose2d(x, _flip_if(weight, flip_weight).transpose(0, 1), stride=up)
+        return upfirdn2d(x, f, padding=(pad0, pad1, pad0, pad1), gain=up * up)
+    pad0 = padding + (fw - down + 1) // 2
+    pad1 = padding + (fw - down) // 2
+    if kernel_size == 1:
+        x = upfirdn2d(x, f, down=down, padding=(pad0, pad1, pad0, pad1))
+        return F.conv2d(x, _flip_if(weight, not flip_weight))
+    x = upfirdn2d(x, f, padding=(pad0, pad1, pad0, pad1))
+    return F.conv2d(x, _flip_if(weight, not flip_weight), stride=down)
+
+
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    up: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+    demodulate: bool = True,
+    flip_weight: bool = True,
+) -> torch.Tensor:
+    """Modulated convolution of StyleGAN2 (weight demodulation), batch-shared weight form.
+
+    Modulating the weight by ``s`` (``w'_oi = w_oi s_i``) equals scaling the input channels by ``s``;
+    demodulation divides output channel ``o`` by ``sqrt(sum_i s_i^2 sum_k w_oik^2 + 1e-8)``.
+
+    Args:
+        x: ``[N, C_in, H, W]``;  weight: ``[C_out, C_in, k, k]``;  styles: ``[N, C_in]``.
+        noise: broadcastable to the output, added after demodulation.
+    Returns:
+        ``[N, C_out, H * up, W * up]``.
+    """
+    n, in_channels = styles.shape
+    assert x.shape[:2] == (n, in_channels), f"x {tuple(x.shape)} does not match styles {tuple(styles.shape)}"
+    if x.dtype == torch.float16 and demodulate:
+        # Keep float16 activations in range; the scale cancels in the demodulation.
+        weight = weight * (1 / math.sqrt(weight[0].numel())) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    weight = weight.to(x.dtype)
+    styles = styles.to(x.dtype)
+    x = x * styles[:, :, None, None]  # [N, C_in, H, W]
+    x = conv2d_resample(x, weight, f=resample_filter, up=up, padding=padding, flip_weight=flip_weight)
+    if demodulate:
+        weight_energy = weight.square().sum(dim=[2, 3])  # [C_out, C_in]
+        dcoefs = (styles.square() @ weight_energy.t() + 1e-8).rsqrt()  # [N, C_out]
+        x = x * dcoefs[:, :, None, None]
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x
+
+
+def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """Scale ``x`` to unit mean square along ``dim`` (the mapping network's input normalisation)."""
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
