@@ -21,7 +21,7 @@ def tiny_generator_kwargs(resolution: int = 16, architecture: str = "skip", w_di
     return dict(
         z_dim=w_dim, c_dim=0, w_dim=w_dim, img_resolution=resolution, img_channels=3,
         mapping_kwargs=dict(num_layers=2),
-        synthesis_kwargs=dict(channel_base=16 * resolution, channel_max=16, architecture=architecture, **synthesis),
+        synthesis_kwargs={"channel_base": 16 * resolution, "channel_max": 16, "architecture": architecture, **synthesis},
     )
 
 

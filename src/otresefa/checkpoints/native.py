@@ -1,0 +1,66 @@
+"""The project's own checkpoint format: one safetensors file whose header carries the JSON config.
+
+The weights are plain tensors (safetensors never executes code); the header's ``__metadata__``
+holds ``format``, ``format_version``, the constructor kwargs (``init_kwargs``) and free-form
+``metadata`` (training command, images seen, ...), all as JSON strings, so one file is the whole model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from otresefa.checkpoints.errors import CheckpointError
+from otresefa.models import Generator
+
+FORMAT = "otresefa-generator"
+FORMAT_VERSION = 1
+
+
+def save_generator(G: Generator, path: str | Path, metadata: dict | None = None, overwrite: bool = False) -> Path:
+    """Write ``G`` to ``path`` (``.safetensors``), atomically; refuse to replace a file unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "init_kwargs": json.dumps(G.init_kwargs),
+        "metadata": json.dumps(metadata or {}),
+    }
+    tensors = {name: t.detach().cpu().contiguous() for name, t in G.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata=header)
+    os.replace(tmp, path)
+    return path
+
+
+def read_header(path: str | Path) -> dict:
+    """The ``__metadata__`` of a safetensors file, or a CheckpointError naming the file."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({error})") from None
+
+
+def load_native(path: str | Path, device: str | torch.device | None = None) -> Generator:
+    """Read a generator written by :func:`save_generator`."""
+    header = read_header(path)
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a safetensors file but not an otresefa generator (no '{FORMAT}' header)")
+    if int(header.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer otresefa (format version {header['format_version']})")
+    G = Generator(**json.loads(header["init_kwargs"]))
+    state = load_file(str(path))
+    missing, unexpected = G.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: tensors do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    G.training_metadata = json.loads(header.get("metadata", "{}"))
+    return G.to(device) if device is not None else G

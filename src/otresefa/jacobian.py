@@ -1,0 +1,212 @@
+"""Exact image Jacobians of a generator with respect to its latent, by batched forward-mode AD.
+
+The paper's sec. 3.1.2 (as ReSeFa's public code): the image is down-sampled to ``size`` when the
+generator is larger, its RGB channels are summed, and it is differentiated with respect to one ``w``
+broadcast to all synthesis layers.  The result ``J [H, W, w_dim]`` has H*W rows (65,536 at 256px)
+but only ``w_dim`` columns, so forward mode needs ``w_dim`` Jacobian-vector products -- one per latent
+dimension, evaluated ``chunk_size`` at a time with ``torch.func.vmap`` -- where reverse mode would
+need one backward pass per pixel.
+
+Region Gram matrices (ReSeFa's normalisation, used by every region method):
+``A_F = J_f^T J_f / N_f`` and ``A_B = J_b^T J_b / N_b`` (eqs. 5-8).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import jvp, vmap
+from tqdm.auto import tqdm
+
+from otresefa.models import Generator, check_layer_indices
+
+SPACES = ("w", "z")
+
+
+def _as_latent(G: Generator, latent: torch.Tensor, space: str) -> torch.Tensor:
+    """Validate a single latent vector and return it as float32 ``[dim]`` on G's device."""
+    if space not in SPACES:
+        raise ValueError(f"unknown latent space {space!r}; expected one of {SPACES}")
+    dim = G.w_dim if space == "w" else G.z_dim
+    latent = torch.as_tensor(latent, dtype=torch.float32)
+    if latent.ndim == 2 and latent.shape[0] == 1:
+        latent = latent[0]
+    if latent.shape != (dim,):
+        raise ValueError(f"a {space}-space latent of this generator has shape [{dim}], got {list(latent.shape)}")
+    if not torch.isfinite(latent).all():
+        raise ValueError("the latent contains NaN or inf")
+    return latent.to(G.device)
+
+
+def summed_image(img: torch.Tensor, size: int) -> torch.Tensor:
+    """Sum RGB channels and area-down-sample to ``size`` when larger.  ``[N, C, R, R] -> [N, S, S]``."""
+    x = img.sum(dim=1, keepdim=True)  # [N, 1, R, R]
+    if x.shape[-1] > size:
+        x = F.interpolate(x, size=(size, size), mode="area")  # [N, 1, size, size]
+    return x[:, 0]
+
+
+def jacobian(
+    G: Generator,
+    latent: torch.Tensor,
+    size: int = 256,
+    *,
+    layers: Sequence[int] | None = None,
+    space: str = "w",
+    truncation_psi: float = 1.0,
+    noise_mode: str = "const",
+    chunk_size: int = 32,
+    progress: bool = False,
+    cache: bool | str | Path = False,
+) -> torch.Tensor:
+    """Exact Jacobian ``d image / d latent`` as ``[H, W, dim]`` float32 (H = W = min(size, R)).
+
+    Args:
+        G: the generator (its parameters are not differentiated).
+        latent: ``[w_dim]`` w (``space="w"``) broadcast to the ``layers``, or ``[z_dim]`` z
+            (``space="z"``, differentiated through the mapping network with ``truncation_psi``).
+        size: the image is area-down-sampled to ``size`` x ``size`` when the generator is larger.
+        layers: ws indices that receive the perturbation (ReSeFa's layer-wise manipulation); the
+            other layers keep the unperturbed latent.  ``None``: all layers.
+        noise_mode: ``"const"`` or ``"none"`` (random noise would make the Jacobian random).
+        chunk_size: JVPs evaluated together; bounds memory to about ``chunk_size`` forward passes.
+        cache: ``True`` (default cache folder) or a folder: reuse a Jacobian computed before for the
+            same checkpoint, latent and options, and store new ones there.
+    """
+    latent = _as_latent(G, latent, space)
+    if noise_mode not in ("const", "none"):
+        raise ValueError(f"noise_mode must be 'const' or 'none' for a Jacobian, got {noise_mode!r}")
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    layer_mask = torch.ones(G.num_ws, device=G.device)
+    if layers is not None:
+        check_layer_indices(layers, G.num_ws)
+        layer_mask = torch.zeros(G.num_ws, device=G.device)
+        layer_mask[list(layers)] = 1.0
+    cache_file = None
+    if cache:
+        key = jacobian_cache_key(G, latent, size, layers, space, truncation_psi, noise_mode)
+        cache_file = (default_cache_dir() if cache is True else Path(cache)) / f"{key}.npy"
+        if cache_file.is_file():
+            return load_jacobian(cache_file)
+
+    if space == "w":
+        base_ws = latent[None, None].repeat(1, G.num_ws, 1)  # [1, num_ws, w_dim]
+
+        def image_of(delta: torch.Tensor) -> torch.Tensor:  # [w_dim] -> [S, S]
+            ws = base_ws + delta[None, None, :] * layer_mask[None, :, None]
+            return summed_image(G.synthesis(ws, noise_mode=noise_mode, force_fp32=True), size)[0]
+    else:
+        with torch.no_grad():
+            base_ws = G.mapping(latent[None], None, truncation_psi=truncation_psi)  # [1, num_ws, w_dim]
+
+        def image_of(delta: torch.Tensor) -> torch.Tensor:  # [z_dim] -> [S, S]
+            ws = G.mapping((latent + delta)[None], None, truncation_psi=truncation_psi)
+            ws = base_ws + (ws - base_ws) * layer_mask[None, :, None]
+            return summed_image(G.synthesis(ws, noise_mode=noise_mode, force_fp32=True), size)[0]
+
+    dim = latent.shape[0]
+    zero = torch.zeros(dim, device=G.device)
+
+    def directional_derivative(tangent: torch.Tensor) -> torch.Tensor:  # [dim] -> [S, S]
+        return jvp(image_of, (zero,), (tangent,))[1]
+
+    basis = torch.eye(dim, device=G.device)  # [dim, dim]
+    columns = []
+    with torch.no_grad():
+        for chunk in tqdm(basis.split(chunk_size), desc="Jacobian", unit="chunk", disable=not progress, leave=False):
+            columns.append(vmap(directional_derivative)(chunk))  # [c, S, S]
+    J = torch.cat(columns).permute(1, 2, 0).contiguous().cpu()  # [S, S, dim]
+    if not torch.isfinite(J).all():
+        raise FloatingPointError("the Jacobian contains NaN or inf: the generator produced non-finite values at this latent")
+    if cache_file is not None:
+        save_jacobian(cache_file, J)
+    return J
+
+
+def default_cache_dir() -> Path:
+    """``$OTRESEFA_CACHE`` or ``$XDG_CACHE_HOME/otresefa`` (``~/.cache/otresefa``), ``/jacobians``."""
+    root = os.environ.get("OTRESEFA_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "otresefa"
+    return Path(root) / "jacobians"
+
+
+def generator_fingerprint(G: Generator) -> str:
+    """A short id of the generator's weights: its checkpoint's hash when it was loaded from one."""
+    checkpoint_id = getattr(G, "checkpoint_id", None)
+    if checkpoint_id:
+        return str(checkpoint_id)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(G.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def jacobian_cache_key(G, latent, size, layers, space, truncation_psi, noise_mode) -> str:
+    digest = hashlib.sha256()
+    digest.update(generator_fingerprint(G).encode())
+    digest.update(latent.detach().cpu().numpy().astype(np.float32).tobytes())
+    digest.update(repr((size, None if layers is None else sorted(int(i) for i in layers), space,
+                        float(truncation_psi), noise_mode)).encode())
+    return digest.hexdigest()[:24]
+
+
+def save_jacobian(path: str | Path, J: torch.Tensor) -> Path:
+    """Write ``J [H, W, dim]`` as float32 ``.npy`` (atomically: a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, J.detach().cpu().numpy().astype(np.float32))
+    os.replace(tmp, path)
+    return path
+
+
+def load_jacobian(path: str | Path) -> torch.Tensor:
+    """Read a Jacobian saved by :func:`save_jacobian`, or ReSeFa's ``[H, W, 1, dim]`` layout."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Jacobian file not found: {path}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        raise ValueError(f"{path} is not a plain .npy array file ({error})") from None
+    if array.ndim == 4 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim != 3:
+        raise ValueError(f"{path}: a Jacobian has shape [H, W, dim] or [H, W, 1, dim], got {list(array.shape)}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{path}: the Jacobian contains NaN or inf")
+    return torch.from_numpy(array.astype(np.float32))
+
+
+def region_grams(J: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised Gram matrices of the foreground and background rows of ``J`` (eqs. 5-8).
+
+    Args:
+        J: ``[H, W, dim]`` Jacobian.  mask: ``[H, W]`` bool, True = region to edit (foreground).
+    Returns:
+        ``A_F = J_f^T J_f / N_f`` and ``A_B = J_b^T J_b / N_b``, each ``[dim, dim]`` float64.
+    """
+    if J.ndim != 3:
+        raise ValueError(f"a Jacobian has shape [H, W, dim], got {list(J.shape)}")
+    if tuple(mask.shape) != tuple(J.shape[:2]):
+        raise ValueError(f"the region mask is {list(mask.shape)} but the Jacobian is {list(J.shape[:2])} pixels")
+    mask = mask.to(torch.bool)
+    num_fg = int(mask.sum())
+    if num_fg == 0:
+        raise ValueError("the region is empty: the mask selects no pixel")
+    if num_fg == mask.numel():
+        raise ValueError("the region covers the whole image: there is no background to keep unchanged")
+    rows = J.reshape(-1, J.shape[-1]).to(torch.float64)  # [H*W, dim]
+    flat = mask.reshape(-1)
+    J_f, J_b = rows[flat], rows[~flat]  # [N_f, dim], [N_b, dim]
+    return J_f.t() @ J_f / J_f.shape[0], J_b.t() @ J_b / J_b.shape[0]
