@@ -1,0 +1,90 @@
+"""Edits: alpha 0 is the original, composition is additive, W / W+ / Z spaces, layer ranges, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from otresefa.editing import edit, edited_ws
+from otresefa.latents import parse_seeds, w_from_seed, ws_from_seed, z_from_seed
+
+
+def unit(dim, seed):
+    v = torch.randn(dim, generator=torch.Generator().manual_seed(seed))
+    return v / v.norm()
+
+
+def test_alpha_zero_reproduces_the_original_exactly(tiny_generator):
+    G = tiny_generator
+    w = w_from_seed(G, 4)
+    original = G.synthesis(w[None, None].repeat(1, G.num_ws, 1), noise_mode="const")[0]
+    ws = edited_ws(G, w, unit(G.w_dim, 0), [-2.0, 0.0, 2.0])
+    assert torch.equal(ws[0, 1], w.expand(G.num_ws, -1))  # the latent is exactly the original
+    images = edit(G, w, unit(G.w_dim, 0), [-2.0, 0.0, 2.0])
+    assert images.shape == (3, 3, 16, 16)
+    # batched convolutions may round differently from a batch of one, by float32 epsilon only
+    torch.testing.assert_close(images[1], original, rtol=0, atol=1e-5)
+    assert torch.equal(edit(G, w, unit(G.w_dim, 0), [0.0])[0], edit(G, w, unit(G.w_dim, 5), [0.0])[0])
+    assert not torch.allclose(images[0], original)
+
+
+def test_composition_is_additive_in_latent_space(tiny_generator):
+    G = tiny_generator
+    w = w_from_seed(G, 1)
+    n1, n2 = unit(G.w_dim, 1), unit(G.w_dim, 2)
+    composed = edited_ws(G, w, torch.stack([n1, n2]), [1.5, -2.0])
+    manual = (w + 1.5 * n1 - 2.0 * n2)[None, None].repeat(1, G.num_ws, 1)
+    torch.testing.assert_close(composed[0, 0], manual[0])
+    sweeps = edited_ws(G, w, torch.stack([n1, n2]), [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    torch.testing.assert_close(sweeps[0, 2] - sweeps[0, 0] - sweeps[0, 1], -w.expand(G.num_ws, -1))
+
+
+def test_layer_range_edits_only_those_layers(tiny_generator):
+    G = tiny_generator
+    w = w_from_seed(G, 2)
+    ws = edited_ws(G, w, unit(G.w_dim, 3), [3.0], layers=[0, 1])
+    assert not torch.allclose(ws[0, 0, :2], w.expand(2, -1))
+    torch.testing.assert_close(ws[0, 0, 2:], w.expand(G.num_ws - 2, -1))
+
+
+def test_w_plus_batches_and_z_space(tiny_generator):
+    G = tiny_generator
+    wplus = torch.stack([ws_from_seed(G, s, truncation_psi=0.7) for s in (0, 1)])  # [2, num_ws, w_dim]
+    images = edit(G, wplus, unit(G.w_dim, 4), [0.0, 1.0])
+    assert images.shape == (2, 2, 3, 16, 16)
+    z = z_from_seed(G, 3)
+    z_images = edit(G, z, unit(G.z_dim, 5), [0.0, 2.0], space="z", truncation_psi=0.7)
+    original = G(z[None], truncation_psi=0.7, noise_mode="const")[0]
+    torch.testing.assert_close(z_images[0], original)
+
+
+def test_deterministic_from_seeds(tiny_generator):
+    G = tiny_generator
+    a = edit(G, w_from_seed(G, 7), unit(G.w_dim, 1), [1.0])
+    b = edit(G, w_from_seed(G, 7), unit(G.w_dim, 1), [1.0])
+    assert torch.equal(a, b)
+    assert torch.equal(z_from_seed(G, 7), z_from_seed(G, 7))
+
+
+def test_bad_input_is_named(tiny_generator):
+    G = tiny_generator
+    w = w_from_seed(G, 0)
+    with pytest.raises(ValueError, match="directions have dimension 7"):
+        edit(G, w, torch.ones(7), [1.0])
+    with pytest.raises(ValueError, match="out of range"):
+        edit(G, w, unit(G.w_dim, 0), [1.0], layers=[0, 40])
+    with pytest.raises(ValueError, match=r"2 directions need strengths of shape \[2\] or \[A, 2\]"):
+        edit(G, w, torch.stack([unit(G.w_dim, 0), unit(G.w_dim, 1)]), [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="NaN"):
+        edit(G, w, unit(G.w_dim, 0), [float("nan")])
+    with pytest.raises(ValueError, match="unknown edit space"):
+        edit(G, w, unit(G.w_dim, 0), [1.0], space="s")
+    with pytest.raises(ValueError, match="a w latent has shape"):
+        edit(G, torch.zeros(3, 5), unit(G.w_dim, 0), [1.0])
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
+    for bad in ("3-1", "a", "", "-2"):
+        with pytest.raises(ValueError):
+            parse_seeds(bad)
