@@ -98,3 +98,13 @@ def test_errors_name_the_problem(tmp_path):
 
 def test_presets_are_resefa_boxes():
     assert FFHQ_PRESETS["mouth"] == (184, 127, 30, 70)
+
+
+def test_json_round_trip_is_exact():
+    for mask in (torch.rand(13, 9) > 0.5, torch.ones(4, 4), torch.zeros(3, 5)):
+        region = Region(mask, {"kind": "test", "name": "r"})
+        data = region.to_json()
+        back = Region.from_json(data)
+        assert torch.equal(back.mask, region.mask) and back.spec == region.spec
+    with pytest.raises(ValueError, match="no mask"):
+        Region.from_json({"kind": "box"})

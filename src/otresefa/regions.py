@@ -86,6 +86,32 @@ class Region:
         symbol = {"union": "+", "intersection": "&", "difference": "-"}[op]
         return Region(mask, {"kind": op, "name": f"{self.name}{symbol}{other.name}", "of": [self.spec, other.spec]})
 
+    def to_json(self) -> dict:
+        """``spec`` plus the exact mask, run-length encoded (row-major runs of alternating
+        False/True pixels, starting with False), so that results on disk carry their region."""
+        flat = self.mask.reshape(-1).to(torch.int8)
+        change = torch.nonzero(flat[1:] != flat[:-1]).flatten() + 1  # run starts after the first
+        bounds = [0] + change.tolist() + [flat.numel()]
+        runs = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+        if flat.numel() and flat[0]:
+            runs = [0] + runs
+        return {**self.spec, "mask_size": list(self.size), "mask_runs": runs}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Region":
+        """Inverse of :meth:`to_json`."""
+        try:
+            height, width = data["mask_size"]
+            runs = data["mask_runs"]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("region metadata has no mask ('mask_size' and 'mask_runs')") from None
+        if sum(runs) != height * width:
+            raise ValueError(f"region mask runs cover {sum(runs)} pixels, expected {height}x{width}")
+        values = torch.arange(len(runs)) % 2 == 1  # runs alternate False, True, ...
+        mask = torch.repeat_interleave(values, torch.as_tensor(runs, dtype=torch.long))
+        spec = {k: v for k, v in data.items() if k not in ("mask_size", "mask_runs")}
+        return cls(mask.reshape(height, width), spec)
+
     def __or__(self, other: "Region") -> "Region":
         return self._combine(other, "union")
 

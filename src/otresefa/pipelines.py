@@ -1,0 +1,383 @@
+"""Whole results folders in one call; the CLI (``otresefa edit`` / ``otresefa compare``) and the web
+UI are thin layers over :func:`edit_report` and :func:`compare_report`.
+
+Both write through :class:`~otresefa.outputs.OutputFolder` (all or nothing, ``manifest.json`` and
+``index.html``), render with :mod:`otresefa.render.figures`, and take text or values for strengths
+and layers (:func:`parse_alphas`, :func:`parse_layers`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from otresefa.latents import parse_seeds, w_from_seed
+from otresefa.models import Generator, check_layer_indices
+from otresefa.outputs import OutputFolder
+from otresefa.regions import REFERENCE_SIZE, Region, box_region, mask_file_region, resolve_region
+from otresefa.render.figures import (
+    DEFAULT_ALPHAS,
+    alpha_caption,
+    change_map,
+    change_outside_fraction,
+    comparison_grid,
+    describe_outside,
+    locality_view,
+    render_edits,
+    save_gif,
+    save_mp4,
+    strip,
+    strip_alphas,
+    strip_from_images,
+    sweep_frames,
+    sweep_row,
+)
+from otresefa.render.images import DEFAULT_DISPLAY_SIZE
+
+SIGN_NOTE = "Signs are each method's own: +alpha moves along the direction as the method returned it."
+# the parts of a Directions' metadata worth repeating in a report's parameters (the rest can be large)
+REPORTED_METADATA = ("method", "region", "checkpoint", "seed", "source", "loaded_from")
+
+
+# --- text inputs ------------------------------------------------------------------------------------
+
+def parse_alphas(value: str | Sequence[float]) -> list[float]:
+    """Edit strengths from ``"start:stop:count"`` (inclusive, evenly spaced: ``"-4:4:9"``), a list
+    ``"-3,0,3"``, one number, or a sequence of numbers.  Raises ``ValueError`` naming the problem."""
+    if isinstance(value, str):
+        text = value.replace(" ", "")
+        if ":" in text:
+            values = _parse_alpha_range(text)
+        else:
+            try:
+                values = [float(part) for part in text.split(",") if part]
+            except ValueError:
+                raise ValueError(f"cannot read edit strengths from {value!r}; write a list like '-3,0,3' "
+                                 "or a range start:stop:count like '-4:4:9'") from None
+    else:
+        values = [float(v) for v in value]
+    if not values:
+        raise ValueError(f"no edit strengths in {value!r}")
+    if not all(np.isfinite(values)):
+        raise ValueError(f"edit strengths must be finite numbers, got {value!r}")
+    # rounding away linspace's float noise keeps "0" a true zero (the original image)
+    return [round(v, 10) + 0.0 for v in values]
+
+
+def _parse_alpha_range(text: str) -> list[float]:
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ValueError(f"cannot read a strength range from {text!r}; write start:stop:count, e.g. '-4:4:9'")
+    try:
+        start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise ValueError(f"cannot read a strength range from {text!r}; start and stop are numbers and count "
+                         "a whole number, e.g. '-4:4:9'") from None
+    if count < 2:
+        raise ValueError(f"a strength range needs a count of at least 2, got {count} in {text!r}")
+    return np.linspace(start, stop, count).tolist()
+
+
+def parse_layers(value: str | Sequence[int] | None, num_ws: int) -> list[int] | None:
+    """Layer (ws index) selection from ``"0-7"``, ``"0,2,4"``, ``"0-3,6"`` or a sequence, checked
+    against the generator's ``num_ws``; ``None``, ``""`` or ``"all"`` -> ``None`` (all layers)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "all")):
+        return None
+    if isinstance(value, str):
+        layers: list[int] = []
+        for part in value.replace(" ", "").split(","):
+            match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            if not match:
+                raise ValueError(f"cannot read layers from {value!r}; write e.g. '0-7' or '0,2,4'")
+            first, last = int(match[1]), int(match[2] or match[1])
+            if last < first:
+                raise ValueError(f"layer range {part!r} runs backwards; write it as {last}-{first}")
+            layers.extend(range(first, last + 1))
+    else:
+        layers = [int(v) for v in value]
+    check_layer_indices(layers, num_ws)
+    return sorted(set(layers))
+
+
+def _seed_list(seeds: str | int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, str):
+        return parse_seeds(seeds)
+    return [int(seeds)] if isinstance(seeds, int) else [int(s) for s in seeds]
+
+
+# --- directions and regions ---------------------------------------------------------------------------
+
+def direction_vectors(directions: Any, w_dim: int, source: str = "the directions") -> torch.Tensor:
+    """``directions`` (a Directions or ``[k, dim]`` / ``[dim]`` values) as ``[k, w_dim]``, checking the
+    dimension against the generator's ``w_dim`` with an error naming both."""
+    vectors = torch.as_tensor(getattr(directions, "vectors", directions), dtype=torch.float32)
+    if vectors.ndim == 1:
+        vectors = vectors[None]
+    if vectors.ndim != 2 or vectors.shape[0] == 0:
+        raise ValueError(f"{source} should be [k, w_dim] vectors, got shape {list(vectors.shape)}")
+    if vectors.shape[1] != w_dim:
+        raise ValueError(f"{source} have dimension {vectors.shape[1]}, but the generator's w_dim is {w_dim}; "
+                         "were they discovered with another model?")
+    return vectors
+
+
+def _direction_indices(index: int | Sequence[int], count: int) -> list[int]:
+    indices = [int(index)] if isinstance(index, (int, np.integer)) else [int(i) for i in index]
+    if not indices:
+        raise ValueError("no direction index chosen")
+    bad = [i for i in indices if not 0 <= i < count]
+    if bad:
+        raise ValueError(f"direction indices {bad} are out of range: there are {count} directions (0..{count - 1})")
+    return indices
+
+
+def region_from_spec(spec: Any, size: int) -> Region | None:
+    """A Region at ``size`` rebuilt from a recorded spec (a Directions' ``metadata["region"]``), or
+    None when the spec does not determine the mask.
+
+    Directions made by :func:`otresefa.discover` store the exact mask (``Region.to_json``); older or
+    hand-written specs may give a box, a preset or mask file name instead.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, Region):
+        return spec.resized(size)
+    if isinstance(spec, str):
+        return resolve_region(spec, size)
+    if not isinstance(spec, Mapping):
+        return None
+    if "mask_runs" in spec:
+        return Region.from_json(spec).resized(size)
+    if "box" in spec:
+        return box_region(spec["box"], size, spec.get("reference_size", REFERENCE_SIZE), name=spec.get("name"))
+    if spec.get("kind") == "file" and spec.get("path") and Path(spec["path"]).is_file():
+        return mask_file_region(spec["path"], size)
+    return None
+
+
+def _safe_name(name: str) -> str:
+    """``name`` usable as a file name (letters, digits, ``_`` and ``-``)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", str(name)).strip("_") or "method"
+
+
+def _strongest(alphas: Sequence[float]) -> float:
+    """The largest-magnitude strength (the positive one on a tie): where locality matters most."""
+    strongest = max(alphas, key=lambda a: (abs(a), a))
+    if strongest == 0:
+        raise ValueError("the edit strengths are all 0: there is no edit to show")
+    return strongest
+
+
+def _print_summary(out: Path, folder: OutputFolder, notes: Sequence[str]) -> None:
+    print(f"wrote {len(folder.entries)} files to {out}")
+    for note in notes:
+        print(f"  {note}")
+    print(f"  open {out / 'index.html'} to browse them")
+
+
+# --- otresefa edit ------------------------------------------------------------------------------------
+
+def edit_report(
+    G: Generator,
+    directions: Any,
+    out: str | os.PathLike,
+    seeds: str | int | Sequence[int],
+    alphas: str | Sequence[float] = DEFAULT_ALPHAS,
+    index: int | Sequence[int] = 0,
+    layers: str | Sequence[int] | None = None,
+    truncation_psi: float = 0.7,
+    fps: float = 12,
+    num_frames: int = 25,
+    sweep_tiles: int = 9,
+    region: Any = None,
+    video: bool = True,
+    display_size: int | None = DEFAULT_DISPLAY_SIZE,
+    resample: str = "nearest",
+    noise_mode: str = "const",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Edit figures for each seed and chosen direction, written to the folder ``out``.
+
+    Per seed and direction ``i``: ``seed{S}/d{i}_strip.png`` (``alphas``, original framed in the
+    middle), ``d{i}_sweep.png`` (``sweep_tiles`` strengths from -max|alpha| to +max|alpha|),
+    ``d{i}_sweep.gif`` and ``.mp4`` (``num_frames`` frames at ``fps``, ping-pong; MP4 only with
+    ``video``) and, when a region is known, ``d{i}_locality.png`` at the strongest alpha.  The
+    region is ``region`` (a Region or anything :func:`resolve_region` reads) or else the one named by
+    the directions' ``metadata["region"]``; without either the locality views are skipped (noted).
+
+    Returns the folder's path; prints a summary when ``progress``.
+    """
+    seed_list = _seed_list(seeds)
+    alpha_list = strip_alphas(parse_alphas(alphas))
+    strongest = _strongest(alpha_list)
+    layer_list = parse_layers(layers, G.num_ws)
+    vectors = direction_vectors(directions, G.w_dim)  # [k, w_dim]
+    indices = _direction_indices(index, vectors.shape[0])
+    metadata = dict(getattr(directions, "metadata", {}) or {})
+    size = G.img_resolution
+    region = resolve_region(region, size) if region is not None else region_from_spec(metadata.get("region"), size)
+    notes = [] if region is not None else ["no locality views: no region was given and the directions' metadata "
+                                           "names none whose mask can be rebuilt (pass region=...)"]
+    run_params = {"seeds": seed_list, "alphas": alpha_list, "directions": indices, "layers": layer_list or "all",
+                  "truncation_psi": truncation_psi, "resolution": size, "region": region.name if region else "none",
+                  **{f"directions_{key}": metadata[key] for key in REPORTED_METADATA if key in metadata}}
+    figure_options = dict(display_size=display_size, resample=resample, noise_mode=noise_mode)
+    sweep_max = abs(strongest)
+    origin, strongest_at = alpha_list.index(0.0), alpha_list.index(strongest)
+    out = Path(out)
+    with OutputFolder(out, overwrite=overwrite, title="otresefa edits", run_params=run_params) as folder:
+        latents = {seed: w_from_seed(G, seed, truncation_psi) for seed in seed_list}  # seed -> [w_dim]
+        jobs = [(seed, i) for seed in seed_list for i in indices]
+        for seed, i in tqdm(jobs, desc="rendering edits", unit="figure set", disable=not progress):
+            w = latents[seed]
+            direction = vectors[i]  # [w_dim]
+            section, stem = f"seed {seed}", f"seed{seed}/d{i}"
+            params = {"seed": seed, "direction": i, "layers": layer_list or "all"}
+            images = render_edits(G, w, direction, alpha_list, layer_list, noise_mode=noise_mode)  # [A, C, R, R]
+            folder.add_image(f"{stem}_strip.png",
+                             strip_from_images(images, alpha_list, display_size, resample, f"seed {seed}, direction {i}"),
+                             f"seed {seed}, direction {i}: strip", {**params, "alphas": alpha_list}, section)
+            folder.add_image(f"{stem}_sweep.png",
+                             sweep_row(G, w, direction, sweep_max, sweep_tiles, layers=layer_list, **figure_options),
+                             f"seed {seed}, direction {i}: sweep", {**params, "max_alpha": sweep_max,
+                                                                    "tiles": sweep_tiles}, section)
+            frames = sweep_frames(G, w, direction, sweep_max, num_frames, layer_list, **figure_options)
+            animation = {**params, "max_alpha": sweep_max, "frames": num_frames, "fps": fps, "pingpong": True}
+            save_gif(frames, folder.path_for(f"{stem}_sweep.gif"), fps)
+            folder.add(f"{stem}_sweep.gif", f"seed {seed}, direction {i}: sweep (GIF)", animation, section)
+            if video:
+                save_mp4(frames, folder.path_for(f"{stem}_sweep.mp4"), fps)
+                folder.add(f"{stem}_sweep.mp4", f"seed {seed}, direction {i}: sweep (MP4)", animation, section)
+            if region is not None:
+                original, edited = images[origin], images[strongest_at]  # [C, R, R]
+                fraction = float(change_outside_fraction(original, edited, region))
+                view = locality_view(original, edited, region, display_size=display_size, resample=resample,
+                                     edited_caption=alpha_caption(strongest), title=f"seed {seed}, direction {i}")
+                folder.add_image(f"{stem}_locality.png", view,
+                                 f"seed {seed}, direction {i}: change at alpha {strongest:+g} ({region.name})",
+                                 {**params, "alpha": strongest, "region": region.name, "outside_fraction": fraction,
+                                  "heat_scale": "per-image"}, section)
+        folder.run_params["notes"] = notes
+    if progress:
+        _print_summary(out, folder, notes)
+    return out
+
+
+# --- otresefa compare ---------------------------------------------------------------------------------
+
+def _save_directions(folder: OutputFolder, name: str, method: str, directions: Any) -> None:
+    """Store a method's directions under ``directions/`` (its own ``save`` when it has one)."""
+    stem = folder.path_for(f"directions/{name}")
+    if hasattr(directions, "save"):
+        directions.save(stem)
+    else:
+        np.save(stem.with_name(f"{name}.npy"), np.asarray(getattr(directions, "vectors", directions), dtype=np.float32))
+    for path in sorted(stem.parent.glob(f"{name}.*")):
+        folder.add(path.relative_to(folder.root), f"{method} directions ({path.suffix[1:]})", {"method": method},
+                   "directions")
+
+
+def compare_report(
+    G: Generator,
+    seed: int,
+    region: Any,
+    methods: str | Sequence[str],
+    out: str | os.PathLike,
+    discover_fn: Callable[..., Any],
+    num_directions: int = 1,
+    alphas: str | Sequence[float] = DEFAULT_ALPHAS,
+    layers: str | Sequence[int] | None = None,
+    truncation_psi: float = 0.7,
+    overwrite: bool = False,
+    progress: bool = True,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    display_size: int | None = DEFAULT_DISPLAY_SIZE,
+    resample: str = "nearest",
+    noise_mode: str = "const",
+) -> Path:
+    """Compare region methods on one seed and region, written to the folder ``out``.
+
+    ``discover_fn(method, **method_options.get(method, {}))`` returns the method's directions (a
+    Directions or ``[k, w_dim]`` values); the first ``num_directions`` of each are shown.  Writes
+    ``directions/{method}.*``, ``comparison.png`` (one row per direction, region outlined on the
+    originals), ``strips/{method}_d{k}.png`` and ``locality/{method}_d{k}.png`` at the strongest
+    alpha, all locality heat maps on one fixed scale (the largest change among them) so that their
+    colours compare.  Directions are shown with the sign each method returned (see the grid's note).
+
+    Returns the folder's path; prints a summary (with each direction's change outside the region)
+    when ``progress``.
+    """
+    method_list = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    if not method_list:
+        raise ValueError("no methods to compare")
+    names = {method: _safe_name(method) for method in method_list}
+    if len(set(names.values())) != len(method_list):
+        raise ValueError(f"method names must be distinct as file names, got {method_list}")
+    if num_directions < 1:
+        raise ValueError(f"num_directions must be at least 1, got {num_directions}")
+    alpha_list = strip_alphas(parse_alphas(alphas))
+    strongest = _strongest(alpha_list)
+    layer_list = parse_layers(layers, G.num_ws)
+    region = resolve_region(region, G.img_resolution)
+    method_options = dict(method_options or {})
+    unknown = sorted(set(method_options) - set(method_list))
+    if unknown:
+        raise ValueError(f"options given for methods that are not compared: {unknown}")
+    figure_options = dict(layers=layer_list, display_size=display_size, resample=resample, noise_mode=noise_mode)
+    run_params = {"seed": seed, "region": region.name, "region_spec": region.spec, "methods": method_list,
+                  "num_directions": num_directions, "alphas": alpha_list, "layers": layer_list or "all",
+                  "truncation_psi": truncation_psi, "resolution": G.img_resolution,
+                  "method_options": method_options}
+    w = w_from_seed(G, seed, truncation_psi)  # [w_dim]
+    out = Path(out)
+    notes: list[str] = []
+    with OutputFolder(out, overwrite=overwrite, title=f"otresefa comparison: seed {seed}, region {region.name}",
+                      run_params=run_params) as folder:
+        rows: dict[str, torch.Tensor] = {}  # row label -> [w_dim]
+        files: dict[str, str] = {}  # row label -> file stem
+        for method in tqdm(method_list, desc="discovering directions", unit="method", disable=not progress):
+            found = discover_fn(method, **method_options.get(method, {}))
+            vectors = direction_vectors(found, G.w_dim, f"{method}'s directions")  # [k, w_dim]
+            _save_directions(folder, names[method], method, found)
+            shown = min(num_directions, vectors.shape[0])
+            if shown < num_directions:
+                notes.append(f"{method} returned {vectors.shape[0]} directions, fewer than the {num_directions} asked for")
+            for k in range(shown):
+                label = method if num_directions == 1 else f"{method} #{k}"
+                rows[label], files[label] = vectors[k], f"{names[method]}_d{k}"
+
+        grid = comparison_grid(G, w, rows, alpha_list, region=region, title=f"seed {seed}, region {region.name}",
+                               footer=SIGN_NOTE, **figure_options)
+        folder.add_image("comparison.png", grid, f"methods compared on seed {seed}, region {region.name}. {SIGN_NOTE}",
+                         {"alphas": alpha_list, "rows": list(rows)}, "comparison")
+        for label, vector in tqdm(rows.items(), desc="rendering strips", unit="strip", disable=not progress):
+            folder.add_image(f"strips/{files[label]}.png", strip(G, w, vector, alpha_list, title=label, **figure_options),
+                             f"{label}: strip", {"alphas": alpha_list}, "strips")
+
+        labels = list(rows)
+        stacked = torch.stack([rows[label] for label in labels])  # [D, w_dim]
+        # one batch: row 0 the original, row 1 + d the strongest edit along direction d alone
+        strengths = torch.cat([torch.zeros(1, len(labels)), strongest * torch.eye(len(labels))])  # [1 + D, D]
+        images = render_edits(G, w, stacked, strengths, layer_list, noise_mode=noise_mode)  # [1 + D, C, R, R]
+        original, edited = images[0], images[1:]
+        scale = float(change_map(original, edited).max()) or 1.0  # shared by all panels
+        fractions = change_outside_fraction(original, edited, region)  # [D]
+        for d, label in enumerate(labels):
+            fraction = float(fractions[d])
+            view = locality_view(original, edited[d], region, scale=scale, display_size=display_size, resample=resample,
+                                 edited_caption=alpha_caption(strongest), title=label)
+            folder.add_image(f"locality/{files[label]}.png", view, f"{label}: change at alpha {strongest:+g}",
+                             {"alpha": strongest, "outside_fraction": fraction, "heat_scale": f"fixed {scale:.4g}"},
+                             "locality")
+            notes.append(f"{label}: {describe_outside(fraction, region.name)} at alpha {strongest:+g}")
+        folder.run_params["notes"] = notes
+    if progress:
+        _print_summary(out, folder, notes)
+    return out
