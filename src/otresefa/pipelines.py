@@ -381,3 +381,99 @@ def compare_report(
     if progress:
         _print_summary(out, folder, notes)
     return out
+
+
+# --- otresefa discover / compare: Jacobians of seeds, then methods -----------------------------------------
+
+def seed_jacobians(
+    G: Generator,
+    seeds: Sequence[int],
+    size: int = 256,
+    layers: Sequence[int] | None = None,
+    truncation_psi: float = 0.7,
+    cache: bool = True,
+    progress: bool = True,
+) -> list[torch.Tensor]:
+    """The W-space Jacobian ``[S, S, w_dim]`` of each seed's truncated w (reused from the cache)."""
+    from otresefa.jacobian import jacobian
+
+    jacobians = []
+    for seed in tqdm(seeds, desc="Jacobians", unit="sample", disable=not progress or len(seeds) == 1):
+        w = w_from_seed(G, seed, truncation_psi)
+        jacobians.append(jacobian(G, w, size=size, layers=layers, cache=cache, progress=progress))
+    return jacobians
+
+
+def discover_report(
+    G: Generator,
+    seeds: Sequence[int],
+    region: Any,
+    method: str,
+    out: str | os.PathLike,
+    num_directions: int = 5,
+    options: Mapping[str, Any] | None = None,
+    method_seed: int = 0,
+    truncation_psi: float = 0.7,
+    size: int = 256,
+    layers: Sequence[int] | None = None,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    cache: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Discover ``num_directions`` directions for ``region`` on ``seeds`` and write them with a preview.
+
+    Writes ``directions.npy`` + ``directions.json`` (vectors, scores, full provenance) and
+    ``preview.png`` (the top direction's strip on the first seed, region outlined) into ``out``.
+    """
+    from otresefa.discovery import discover
+
+    seeds = list(seeds)
+    jacobians = seed_jacobians(G, seeds, size, layers, truncation_psi, cache, progress)
+    found = discover(jacobians, region, method, num_directions, method_seed, generator=G,
+                     metadata={"seeds": seeds, "truncation_psi": truncation_psi, "layers": layers or "all",
+                               "space": "w"}, **dict(options or {}))
+    region_at_image = Region.from_json(found.metadata["region"]).resized(G.img_resolution)
+    run_params = {"method": method, "seeds": seeds, "region": region_at_image.name, "num_directions": num_directions,
+                  "options": found.metadata["options"], "truncation_psi": truncation_psi}
+    out = Path(out)
+    with OutputFolder(out, overwrite=overwrite, title=f"otresefa discover: {method}, {region_at_image.name}",
+                      run_params=run_params) as folder:
+        found.save(folder.path_for("directions"))
+        folder.add("directions.npy", f"{num_directions} {method} directions [k, w_dim]", {"scores": found.scores.tolist()},
+                   "directions")
+        folder.add("directions.json", "their provenance (method, options, region mask, seeds, checkpoint)", {}, "directions")
+        w = w_from_seed(G, seeds[0], truncation_psi)
+        preview = strip(G, w, found[0], alphas, layers=layers, title=f"{method} direction 0, seed {seeds[0]}")
+        folder.add_image("preview.png", preview, f"top direction on seed {seeds[0]}", {"alphas": list(alphas)}, "preview")
+    if progress:
+        _print_summary(out, folder, [f"scores: {', '.join(f'{s:.4g}' for s in found.scores.tolist())}"])
+    return out
+
+
+def compare_methods(
+    G: Generator,
+    seed: int,
+    region: Any,
+    methods: str | Sequence[str],
+    out: str | os.PathLike,
+    size: int = 256,
+    layers: Sequence[int] | None = None,
+    truncation_psi: float = 0.7,
+    cache: bool = True,
+    progress: bool = True,
+    **report_options: Any,
+) -> Path:
+    """:func:`compare_report` with each method run by :func:`otresefa.discover` on the seed's Jacobian."""
+    from otresefa.discovery import discover
+
+    jacobian_of_seed = seed_jacobians(G, [seed], size, layers, truncation_psi, cache, progress)[0]
+    region = resolve_region(region, jacobian_of_seed.shape[0])
+    num_directions = report_options.get("num_directions", 1)
+
+    def discover_fn(method: str, **options: Any):
+        return discover(jacobian_of_seed, region, method, num_directions, generator=G,
+                        metadata={"seeds": [seed], "truncation_psi": truncation_psi, "space": "w"}, **options)
+
+    return compare_report(G, seed, region, methods, out, discover_fn, layers=layers, truncation_psi=truncation_psi,
+                          progress=progress, **report_options)

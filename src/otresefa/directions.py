@@ -1,0 +1,187 @@
+"""Editing directions in W: a ranked set of unit vectors with their provenance, and their files.
+
+A :class:`Directions` is stored as two files side by side: ``NAME.npy`` (``[k, w_dim]`` float32,
+one unit direction per row) and ``NAME.json`` (format tag, scores, metadata). Loading also accepts
+bare ``.npy`` files from other tools, e.g. ReSeFa's published single ``[512]`` direction vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["Directions", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "otresefa-directions"
+FORMAT_VERSION = 1
+
+
+def _library_version() -> str:
+    from otresefa import __version__
+
+    return __version__
+
+
+def _check_vectors(vectors: torch.Tensor, source: str) -> torch.Tensor:
+    """``vectors`` [k, d] as float32 unit rows; ``ValueError`` naming ``source`` if unusable."""
+    if vectors.ndim != 2 or vectors.shape[0] == 0 or vectors.shape[1] == 0:
+        raise ValueError(f"{source}: expected directions of shape [k, w_dim] or [w_dim], got "
+                         f"{tuple(vectors.shape)}")
+    vectors = vectors.detach().to(device="cpu", dtype=torch.float64)
+    bad = (~torch.isfinite(vectors)).any(dim=1)  # [k]
+    if bool(bad.any()):
+        raise ValueError(f"{source}: direction rows {bad.nonzero().flatten().tolist()} contain NaN or inf")
+    norms = vectors.norm(dim=1, keepdim=True)  # [k, 1]
+    zero = norms.flatten() == 0
+    if bool(zero.any()):
+        raise ValueError(f"{source}: direction rows {zero.nonzero().flatten().tolist()} are zero vectors")
+    return (vectors / norms).to(torch.float32).contiguous()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"metadata value of type {type(value).__name__} is not JSON-serialisable")
+
+
+def _file_pair(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(NAME.npy, NAME.json)`` for ``NAME``, ``NAME.npy`` or ``NAME.json``."""
+    path = Path(path)
+    if path.suffix in (".npy", ".json"):
+        path = path.with_suffix("")
+    return path.with_name(path.name + ".npy"), path.with_name(path.name + ".json")
+
+
+def _write_atomic(target: Path, write) -> None:
+    """Write via ``write(file)`` to a temporary file in ``target``'s folder, then rename it over."""
+    handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+        raise
+
+
+@dataclass
+class Directions:
+    """Ranked unit editing directions in W.
+
+    ``vectors`` [k, w_dim] float32 unit rows (normalised on construction), ``scores`` [k] (the
+    discovering method's ranking score), ``metadata``: method, options, region, checkpoint id,
+    latent, seed, library version, ... (JSON-serialisable).
+    """
+
+    vectors: torch.Tensor  # [k, w_dim] float32
+    scores: torch.Tensor  # [k]
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        vectors = torch.as_tensor(self.vectors)
+        if vectors.ndim == 1:
+            vectors = vectors[None]  # a single direction [w_dim] -> [1, w_dim]
+        self.vectors = _check_vectors(vectors, "Directions")
+        self.scores = torch.as_tensor(self.scores, dtype=torch.float64).reshape(-1).clone()
+        if self.scores.shape[0] != self.vectors.shape[0]:
+            raise ValueError(f"{self.vectors.shape[0]} directions but {self.scores.shape[0]} scores")
+        self.metadata = dict(self.metadata)
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.vectors[index]  # [w_dim]
+
+    @property
+    def w_dim(self) -> int:
+        return self.vectors.shape[1]
+
+    @classmethod
+    def from_result(cls, result, **metadata: Any) -> "Directions":
+        """From a :class:`~otresefa.methods.MethodResult`; its ``info`` goes under ``metadata["info"]``."""
+        return cls(result.vectors, result.scores, {**metadata, "info": result.info})
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> tuple[Path, Path]:
+        """Write ``path.npy`` ([k, w_dim] float32) and the ``path.json`` sidecar, each atomically.
+
+        Refuses (``FileExistsError``) to replace an existing file unless ``overwrite=True``.
+        """
+        npy_path, json_path = _file_pair(path)
+        if not overwrite:
+            existing = [str(p) for p in (npy_path, json_path) if p.exists()]
+            if existing:
+                raise FileExistsError(f"{', '.join(existing)} already exist(s); pass overwrite=True")
+        metadata = {"library_version": _library_version(), **self.metadata}
+        sidecar = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "num_directions": len(self),
+            "w_dim": self.w_dim,
+            "scores": [None if math.isnan(s) else s for s in self.scores.tolist()],
+            "metadata": metadata,
+        }
+        text = json.dumps(sidecar, indent=2, default=_json_default, allow_nan=False)  # before writing
+        npy_path.parent.mkdir(parents=True, exist_ok=True)
+        array = self.vectors.numpy().astype(np.float32)
+        _write_atomic(npy_path, lambda file: np.save(file, array, allow_pickle=False))
+        _write_atomic(json_path, lambda file: file.write(text.encode("utf-8")))
+        return npy_path, json_path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, w_dim: int | None = None) -> "Directions":
+        """Read ``path.npy`` and, when present, its ``path.json`` sidecar.
+
+        Accepts this library's files, ReSeFa's published single-direction files (a ``[w_dim]``
+        vector: ``k = 1``, ``metadata["source"] = "resefa-file"``) and bare ``[k, w_dim]`` arrays.
+        Without a sidecar the scores are unknown (NaN). Rows are normalised to unit length.
+        Raises ``ValueError`` for a dimension other than ``w_dim``, NaN/inf or zero rows, or a
+        pickled object array (never unpickled).
+        """
+        npy_path, json_path = _file_pair(path)
+        try:
+            array = np.load(npy_path, allow_pickle=False)
+        except ValueError as error:
+            raise ValueError(f"direction file {npy_path} holds a pickled object array, which is "
+                             f"refused (allow_pickle=False): {error}") from None
+        if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number) \
+                or np.iscomplexobj(array):
+            raise ValueError(f"direction file {npy_path} does not hold a real numeric array")
+        if array.ndim not in (1, 2):
+            raise ValueError(f"direction file {npy_path} has shape {array.shape}; expected "
+                             "[w_dim] or [k, w_dim]")
+        file_dim = array.shape[-1]
+        if w_dim is not None and file_dim != w_dim:
+            raise ValueError(f"direction file {npy_path} has dimension {file_dim}, the model's "
+                             f"w_dim is {w_dim}")
+        vectors = _check_vectors(torch.from_numpy(np.atleast_2d(array).astype(np.float64)),
+                                 f"direction file {npy_path}")
+        count = vectors.shape[0]
+        if json_path.exists():
+            sidecar = json.loads(json_path.read_text(encoding="utf-8"))
+            if sidecar.get("format") != FORMAT:
+                raise ValueError(f"{json_path} is not an {FORMAT} sidecar")
+            scores = [math.nan if s is None else s for s in sidecar.get("scores", [])]
+            if len(scores) != count:
+                raise ValueError(f"{json_path} lists {len(scores)} scores for {count} directions")
+            metadata = sidecar.get("metadata", {})
+        else:
+            scores = [math.nan] * count
+            metadata = {"source": "resefa-file" if array.ndim == 1 else "npy-file"}
+        metadata["loaded_from"] = str(npy_path)
+        return cls(vectors, torch.tensor(scores, dtype=torch.float64), metadata)

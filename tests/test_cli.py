@@ -1,0 +1,76 @@
+"""The command line, run as a user would (in-process), on a tiny checkpoint written by the test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_tiny_generator
+from otresefa.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    make_tiny_generator().save(path)
+    return str(path)
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_discover_then_edit(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("OTRESEFA_CACHE", str(tmp_path / "cache"))
+    code, output = run("discover", checkpoint, "--seed", "4", "--region", "box:8,8,6,6", "--method", "resefa",
+                       "--num-directions", "3", "--size", "16", "-o", tmp_path / "found")
+    assert code == 0, output
+    assert (tmp_path / "found" / "directions.npy").is_file() and (tmp_path / "found" / "preview.png").is_file()
+    meta = json.loads((tmp_path / "found" / "directions.json").read_text())["metadata"]
+    assert meta["method"] == "resefa" and meta["seeds"] == [4]
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 1  # the Jacobian was cached
+
+    code, output = run("edit", checkpoint, "--directions", tmp_path / "found" / "directions.npy", "--seeds", "0-1",
+                       "--alphas", "-2:2:3", "--no-video", "-o", tmp_path / "edits")
+    assert code == 0, output
+    assert (tmp_path / "edits" / "index.html").is_file()
+    assert (tmp_path / "edits" / "seed1" / "d0_locality.png").is_file()
+
+
+def test_compare(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("OTRESEFA_CACHE", str(tmp_path / "cache"))
+    code, output = run("compare", checkpoint, "--seed", "2", "--region", "box:8,8,6,6", "--methods", "resefa,sefa",
+                       "--size", "16", "--alphas", "-2,0,2", "-o", tmp_path / "cmp")
+    assert code == 0, output
+    assert (tmp_path / "cmp" / "comparison.png").is_file()
+    assert (tmp_path / "cmp" / "locality" / "sefa_d0.png").is_file()
+
+
+def test_errors_are_one_line_and_exit_2(checkpoint, tmp_path):
+    code, output = run("discover", tmp_path / "missing.pkl", "-o", tmp_path / "x")
+    assert code == 2 and "checkpoint not found" in output and "Traceback" not in output
+    code, output = run("discover", checkpoint, "--region", "ears", "--size", "16", "-o", tmp_path / "x")
+    assert code == 2 and "unknown region 'ears'" in output
+    code, output = run("discover", checkpoint, "--method", "resefa", "--option", "lamda=3", "--size", "16",
+                       "--region", "box:8,8,6,6", "-o", tmp_path / "x")
+    assert code == 2 and "unknown option" in output
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("earlier results")
+    code, output = run("compare", checkpoint, "--region", "box:8,8,6,6", "--methods", "resefa", "--size", "16",
+                       "-o", tmp_path / "taken")
+    assert code == 2 and "--overwrite" in output
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "earlier results"
+    code, output = run("edit", checkpoint, "--directions", tmp_path / "nope.npy", "-o", tmp_path / "y")
+    assert code == 2 and "nope.npy" in output
+
+
+def test_methods_and_info(checkpoint):
+    code, output = run("methods")
+    assert code == 0 and "ot-resefa" in output and "lam=2.0" in output
+    code, output = run("info", checkpoint)
+    assert code == 0 and json.loads(output)["img_resolution"] == 16
