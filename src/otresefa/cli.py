@@ -155,6 +155,38 @@ def compare(
 
 
 @app.command()
+@friendly_errors
+def train(
+    out: Path = typer.Option(Path("runs/synthfaces"), "--out", "-o", help="run folder (resumed when it has a checkpoint)"),
+    kimg: float = typer.Option(100.0, "--kimg", help="train until this many thousand images have been seen"),
+    resolution: int = typer.Option(64, "--resolution"),
+    w_dim: int = typer.Option(512, "--w-dim", help="z and w dimension"),
+    mapping_layers: int = typer.Option(2, "--mapping-layers"),
+    channel_base: int = typer.Option(2048, "--channel-base"),
+    channel_max: int = typer.Option(128, "--channel-max"),
+    batch: int = typer.Option(16, "--batch"),
+    gamma: Optional[float] = typer.Option(None, "--gamma", help="R1 weight (default 0.0002 * resolution^2 / batch)"),
+    ema_kimg: float = typer.Option(5.0, "--ema-kimg", help="half-life of the generator's moving average"),
+    snapshot_kimg: float = typer.Option(4.0, "--snapshot-kimg", help="checkpoint and sample grid interval"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(2, "--threads", help="CPU threads"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+    resume: bool = typer.Option(True, "--resume/--restart", help="continue from the run folder's checkpoint"),
+) -> None:
+    """Train a StyleGAN2 on the built-in synthetic-face renderer (resumable; sample grids and logs in the run folder)."""
+    from otresefa.training.loop import TrainingConfig
+    from otresefa.training.loop import train as run_training
+
+    config = TrainingConfig(
+        out_dir=str(out), total_kimg=kimg, resolution=resolution, z_dim=w_dim, w_dim=w_dim,
+        mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max, batch_size=batch,
+        r1_gamma=gamma, ema_kimg=ema_kimg, snapshot_kimg=snapshot_kimg, seed=seed, threads=threads, device=device,
+    )
+    path = run_training(config, resume=resume)
+    typer.echo(f"generator written to {path}")
+
+
+@app.command()
 def methods() -> None:
     """List the discovery methods and their options."""
     from otresefa.methods import available_methods, method_needs, method_options

@@ -1,0 +1,573 @@
+"""StyleGAN2 training loop: alternating G/D updates, lazy regularisation, EMA generator, snapshots.
+
+Follows the training procedure of Karras et al. (CVPR 2020; NeurIPS 2020 "Training GANs with Limited
+Data", Appendix B/D) without augmentation: Adam (lr 0.0025, betas (0, 0.99)), minibatch-wise
+alternation of a G step and a D step, path-length regularisation every 4 and R1 every 16 minibatches,
+an exponential moving average of G's weights with a half-life of ``ema_kimg`` thousand images.
+
+Resumability: every random draw of the loop comes from the global torch RNG, seeded once at the start
+and saved in the checkpoint; training data come from a stream in which minibatch ``i`` is rendered
+from ``batch_seed(seed, i)``.  Snapshots (sample grids, metrics) run inside ``torch.random.fork_rng``
+so they never consume the training stream's randomness.  Resuming from ``checkpoint.pt`` therefore
+continues bit-for-bit as if training had not been interrupted (same device and thread count).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from otresefa.models.discriminator import Discriminator
+from otresefa.models.generator import Generator
+from otresefa.training.loss import LossSettings, StyleGAN2Loss, lazy_regularization
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "log.jsonl"
+CHECKPOINT_VERSION = 1
+
+# Fields that only say where, how long, or how often to report: they may change when resuming.
+RUN_ONLY_FIELDS = ("out_dir", "total_kimg", "snapshot_kimg", "grid_size", "threads", "device")
+
+
+@dataclass
+class TrainingConfig:
+    """Everything that defines a training run (saved in the checkpoint, checked on resume)."""
+
+    out_dir: str = "runs/stylegan2"
+    # Networks.
+    resolution: int = 64
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_layers: int = 8
+    mapping_lr_multiplier: float = 0.01
+    channel_base: int = 4096
+    channel_max: int = 256
+    g_architecture: str = "skip"  # StyleGAN2 config-f: skip generator, resnet discriminator
+    mbstd_group_size: int = 4
+    mbstd_num_channels: int = 1
+    conv_clamp: float | None = None
+    # Optimisation.
+    batch_size: int = 32
+    lr: float = 0.0025
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float | None = None  # None: 0.0002 * resolution**2 / batch_size (Karras et al. 2020b, App. D)
+    r1_interval: int = 16
+    style_mixing_prob: float = 0.9
+    pl_weight: float = 2.0
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
+    pl_interval: int = 4
+    ema_kimg: float = 10.0  # half-life of the G_ema average, in thousands of images
+    ema_rampup: float | None = 0.05  # half-life at most ema_rampup * images seen so far (None: off)
+    # Length and reporting.
+    total_kimg: float = 100.0
+    snapshot_kimg: float = 4.0
+    grid_size: tuple[int, int] = (8, 4)  # sample grid (columns, rows)
+    seed: int = 0
+    threads: int | None = 2  # torch.set_num_threads during training; None: leave as is
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)
+        self.grid_size = tuple(int(g) for g in self.grid_size)
+        res = self.resolution
+        if res < 8 or res & (res - 1):
+            raise ValueError(f"resolution must be a power of two >= 8, got {res}")
+        group = min(self.mbstd_group_size or self.batch_size, self.batch_size)
+        if self.batch_size % group:
+            raise ValueError(
+                f"batch_size {self.batch_size} must be a multiple of mbstd_group_size {self.mbstd_group_size}"
+            )
+        if self.batch_size // self.pl_batch_shrink < 1:
+            raise ValueError("batch_size // pl_batch_shrink must be at least 1")
+        if self.snapshot_kimg <= 0 or self.total_kimg < 0:
+            raise ValueError("snapshot_kimg must be positive and total_kimg non-negative")
+
+    @property
+    def effective_r1_gamma(self) -> float:
+        if self.r1_gamma is not None:
+            return float(self.r1_gamma)
+        return 0.0002 * self.resolution**2 / self.batch_size
+
+    def generator_kwargs(self) -> dict:
+        return dict(
+            z_dim=self.z_dim, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
+            mapping_kwargs=dict(num_layers=self.mapping_layers, lr_multiplier=self.mapping_lr_multiplier),
+            synthesis_kwargs=dict(
+                channel_base=self.channel_base, channel_max=self.channel_max, architecture=self.g_architecture,
+                conv_clamp=self.conv_clamp,
+            ),
+        )
+
+    def discriminator_kwargs(self) -> dict:
+        return dict(
+            c_dim=0, img_resolution=self.resolution, img_channels=3, channel_base=self.channel_base,
+            channel_max=self.channel_max, mbstd_group_size=self.mbstd_group_size,
+            mbstd_num_channels=self.mbstd_num_channels, conv_clamp=self.conv_clamp,
+        )
+
+    def loss_settings(self) -> LossSettings:
+        return LossSettings(
+            r1_gamma=self.effective_r1_gamma, r1_interval=self.r1_interval, style_mixing_prob=self.style_mixing_prob,
+            pl_weight=self.pl_weight, pl_decay=self.pl_decay, pl_batch_shrink=self.pl_batch_shrink,
+            pl_interval=self.pl_interval,
+        )
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainingConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainingConfig fields: {unknown}")
+        return cls(**data)
+
+
+def config_differences(saved: dict, current: TrainingConfig, ignore: tuple[str, ...] = RUN_ONLY_FIELDS) -> dict:
+    """``{field: (saved, current)}`` for the fields that differ, except those in ``ignore``."""
+    now = current.to_dict()
+    saved = _plain(saved)
+    return {
+        key: (saved.get(key, "<missing>"), now.get(key, "<missing>"))
+        for key in sorted(set(saved) | set(now))
+        if key not in ignore and saved.get(key, "<missing>") != now.get(key, "<missing>")
+    }
+
+
+class ConfigMismatchError(ValueError):
+    """Raised when resuming with a configuration that differs from the checkpoint's."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data streams
+# ---------------------------------------------------------------------------------------------------
+SeededSampler = Callable[[int, int], torch.Tensor]  # (batch_size, seed) -> [N, 3, R, R] in [-1, 1]
+
+
+class BatchStream(Protocol):
+    def next_batch(self, batch_size: int) -> torch.Tensor: ...
+
+
+def batch_seed(run_seed: int, index: int, salt: str = "data") -> int:
+    """A stable 63-bit seed for minibatch ``index`` of the run seeded ``run_seed``."""
+    digest = hashlib.blake2b(f"{salt}:{run_seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+class SeededBatchStream:
+    """``next_batch(batch_size)`` calls ``sampler(batch_size, batch_seed(seed, i))`` for i = 0, 1, ...
+
+    The only state is the index ``i`` (see :meth:`state_dict`), so a resumed stream reproduces the
+    same minibatches.
+    """
+
+    def __init__(self, sampler: SeededSampler, seed: int, index: int = 0):
+        self.sampler = sampler
+        self.seed = seed
+        self.index = index
+
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        batch = self.sampler(batch_size, batch_seed(self.seed, self.index))
+        self.index += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"index": self.index, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["seed"] != self.seed:
+            raise ValueError(f"data stream seed mismatch: checkpoint {state['seed']}, current {self.seed}")
+        self.index = int(state["index"])
+
+
+def synthfaces_sampler(resolution: int) -> SeededSampler:
+    """The procedural face renderer as a seeded sampler (``otresefa.synthfaces``)."""
+    from otresefa import synthfaces
+
+    if not (hasattr(synthfaces, "render") and hasattr(synthfaces, "sample_attributes")):
+        raise RuntimeError(
+            "otresefa.synthfaces.render / sample_attributes are not available yet; pass data_source= to train()"
+        )
+
+    def sample(batch_size: int, seed: int) -> torch.Tensor:
+        attrs = synthfaces.sample_attributes(batch_size, seed)
+        return synthfaces.render(attrs, size=resolution).images
+
+    return sample
+
+
+def blob_sampler(resolution: int, num_blobs: int = 3) -> SeededSampler:
+    """A trivial synthetic data set: soft coloured discs on a coloured background, in [-1, 1]."""
+
+    def sample(batch_size: int, seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        n, k = batch_size, num_blobs
+        coords = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution  # [R]
+        yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # [R, R]
+        img = (torch.rand([n, 3, 1, 1], generator=gen) * 2 - 1).expand(n, 3, resolution, resolution).clone()
+        centres = torch.rand([n, k, 2], generator=gen) * 0.6 + 0.2  # [N, K, 2]
+        radii = torch.rand([n, k], generator=gen) * 0.15 + 0.1  # [N, K]
+        colours = torch.rand([n, k, 3], generator=gen) * 2 - 1  # [N, K, 3]
+        for j in range(k):
+            dist = ((xx - centres[:, j, 0, None, None]) ** 2 + (yy - centres[:, j, 1, None, None]) ** 2).sqrt()
+            alpha = torch.sigmoid((radii[:, j, None, None] - dist) * resolution)[:, None]  # [N, 1, R, R]
+            img = img * (1 - alpha) + colours[:, j, :, None, None] * alpha
+        return img
+
+    return sample
+
+
+def _as_stream(data_source: Any, resolution: int, seed: int) -> tuple[Any, SeededSampler | None]:
+    """``(stream, sampler)``: a stream with ``next_batch`` and, when known, the seeded sampler."""
+    if data_source is None:
+        sampler = synthfaces_sampler(resolution)
+        return SeededBatchStream(sampler, seed), sampler
+    if hasattr(data_source, "next_batch"):
+        return data_source, None
+    if not callable(data_source):
+        raise TypeError("data_source must be a seeded sampler (batch_size, seed) -> images or have next_batch()")
+    try:
+        params = [
+            p for p in inspect.signature(data_source).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+        seeded = len(params) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    except (TypeError, ValueError):
+        seeded = True
+    if seeded:
+        return SeededBatchStream(data_source, seed), data_source
+    return _CallableStream(data_source), None
+
+
+class _CallableStream:
+    """Wraps a plain ``next_batch(batch_size)`` callable (no resumable state)."""
+
+    def __init__(self, fn: Callable[[int], torch.Tensor]):
+        self.next_batch = fn
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------------
+MetricsHook = Callable[[Generator, float], dict]
+
+
+def train(
+    config: TrainingConfig,
+    resume: bool = True,
+    progress: bool = True,
+    data_source: Any = None,
+    metrics_hook: MetricsHook | None = None,
+) -> Path:
+    """Train a StyleGAN2 generator; returns the path of the exported ``G_ema``.
+
+    Args:
+        config: the run's settings; ``config.out_dir`` receives ``checkpoint.pt``, ``log.jsonl``,
+            ``samples-{kimg:06d}.png``, ``reals.png`` and the final generator.
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists (the configuration must match,
+            except for :data:`RUN_ONLY_FIELDS`); ``False`` starts over (the old log is truncated and
+            the checkpoint overwritten at the first snapshot).
+        data_source: ``None`` for the procedural face renderer; a seeded sampler
+            ``(batch_size, seed) -> Tensor[N, 3, R, R]`` in [-1, 1] (minibatch ``i`` uses
+            ``batch_seed(config.seed, i)``); or a stream object with ``next_batch(batch_size)`` (and,
+            to be resumable, ``state_dict()`` / ``load_state_dict()``).
+        metrics_hook: ``(G_ema, kimg) -> dict`` called at every snapshot; the result is merged into
+            the log line.
+    """
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = _resolve_device(config.device)
+    previous_threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(config, out_dir, device, resume, progress, data_source, metrics_hook)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(config, out_dir, device, resume, progress, data_source, metrics_hook) -> Path:
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    log_path = out_dir / LOG_NAME
+    batch = config.batch_size
+
+    # Networks, all initialised from the run seed.
+    torch.manual_seed(config.seed)
+    G = Generator(**config.generator_kwargs()).to(device).train()
+    D = Discriminator(**config.discriminator_kwargs()).to(device).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    loss = StyleGAN2Loss(G, D, config.loss_settings())
+    g_lr, g_betas = lazy_regularization(config.lr, config.betas, config.pl_interval if config.pl_weight else None)
+    d_lr, d_betas = lazy_regularization(config.lr, config.betas, config.r1_interval if config.effective_r1_gamma else None)
+    opt_G = torch.optim.Adam(G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8)
+    opt_D = torch.optim.Adam(D.parameters(), lr=d_lr, betas=d_betas, eps=1e-8)
+    stream, sampler = _as_stream(data_source, config.resolution, config.seed)
+
+    cur_nimg, batch_idx, elapsed = 0, 0, 0.0
+    if resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        diff = config_differences(state["config"], config)
+        if diff:
+            lines = "\n".join(f"  {key}: checkpoint {old!r}, requested {new!r}" for key, (old, new) in diff.items())
+            raise ConfigMismatchError(
+                f"cannot resume from {ckpt_path}: the configuration differs in {sorted(diff)}:\n{lines}\n"
+                "Use the checkpoint's settings, another out_dir, or resume=False to start over."
+            )
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        G_ema.load_state_dict(state["G_ema"])
+        opt_G.load_state_dict(state["opt_G"])
+        opt_D.load_state_dict(state["opt_D"])
+        loss.load_state_dict(state["loss"])
+        cur_nimg, batch_idx, elapsed = int(state["cur_nimg"]), int(state["batch_idx"]), float(state["elapsed_s"])
+        if hasattr(stream, "load_state_dict") and state.get("data") is not None:
+            stream.load_state_dict(state["data"])
+        elif batch_idx > 0:
+            warnings.warn("the data source has no load_state_dict(): resumed training sees a different data stream")
+        _set_rng_state(state["rng"], device)
+        _truncate_log(log_path, cur_nimg)
+        del state
+    else:
+        log_path.write_text("")
+        torch.manual_seed(batch_seed(config.seed, 0, salt="train"))
+        if device.type == "cuda":
+            torch.cuda.manual_seed_all(batch_seed(config.seed, 0, salt="train"))
+        with torch.random.fork_rng(devices=_rng_devices(device)):
+            if sampler is not None:
+                grid_n = config.grid_size[0] * config.grid_size[1]
+                _save_grid(sampler(grid_n, batch_seed(config.seed, 0, salt="reals")), config.grid_size, out_dir / "reals.png")
+            _save_grid(_sample_images(G_ema, config, device), config.grid_size, out_dir / "samples-000000.png")
+
+    total_nimg = int(round(config.total_kimg * 1000))
+    snapshot_nimg = max(int(round(config.snapshot_kimg * 1000)), 1)
+    next_snapshot = (cur_nimg // snapshot_nimg + 1) * snapshot_nimg
+    g_phases, d_phases = loss.g_phases(), loss.d_phases()
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    interval_start, interval_nimg = time.perf_counter(), cur_nimg
+    run_start = time.perf_counter() - elapsed
+
+    # Counts images (exact integers), displays kimg.
+    bar = tqdm(
+        total=total_nimg, initial=min(cur_nimg, total_nimg), unit_scale=1 / 1000, unit="kimg", disable=not progress,
+        dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]",
+    )
+    try:
+        while cur_nimg < total_nimg:
+            real = stream.next_batch(batch).to(device=device, dtype=torch.float32)
+            expected = (batch, 3, config.resolution, config.resolution)
+            if tuple(real.shape) != expected:
+                raise ValueError(f"data source returned {list(real.shape)}, expected {list(expected)}")
+
+            # Generator step(s), then discriminator step(s), on the same real minibatch.
+            for phases, net, opt in ((g_phases, G, opt_G), (d_phases, D, opt_D)):
+                for phase, interval in phases:
+                    if batch_idx % interval:
+                        continue
+                    opt.zero_grad(set_to_none=True)
+                    gen_z = torch.randn([batch, config.z_dim], device=device)
+                    stats = loss.accumulate_gradients(phase, real, gen_z, gain=interval)
+                    for p in net.parameters():
+                        if p.grad is not None:
+                            torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+                    opt.step()
+                    for key, value in stats.items():
+                        sums[key] = sums.get(key, 0.0) + value
+                        counts[key] = counts.get(key, 0) + 1
+
+            _update_ema(G_ema, G, config, cur_nimg)
+            cur_nimg += batch
+            batch_idx += 1
+            bar.update(min(cur_nimg, total_nimg) - bar.n)
+            if batch_idx % 10 == 0 and "loss_G" in sums:
+                bar.set_postfix(G=f"{sums['loss_G'] / counts['loss_G']:.3f}", D=f"{sums['loss_D'] / counts['loss_D']:.3f}")
+
+            if cur_nimg >= next_snapshot or cur_nimg >= total_nimg:
+                next_snapshot = (cur_nimg // snapshot_nimg + 1) * snapshot_nimg
+                now = time.perf_counter()
+                interval_s = now - interval_start
+                kimg = cur_nimg / 1000
+                record: dict[str, Any] = {
+                    "kimg": round(kimg, 3),
+                    "nimg": cur_nimg,
+                    "iteration": batch_idx,
+                    "time_s": round(now - run_start, 2),
+                    "sec_per_kimg": round(interval_s / max((cur_nimg - interval_nimg) / 1000, 1e-9), 3),
+                    "images_per_sec": round((cur_nimg - interval_nimg) / max(interval_s, 1e-9), 2),
+                }
+                record.update({key: sums[key] / counts[key] for key in sorted(sums)})
+                record["pl_mean"] = loss.pl_mean.item()
+                # Everything below must not disturb the training RNG stream.
+                rng = _get_rng_state(device)
+                with torch.random.fork_rng(devices=_rng_devices(device)):
+                    _save_checkpoint(
+                        ckpt_path, config=config, G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, loss=loss,
+                        cur_nimg=cur_nimg, batch_idx=batch_idx, elapsed_s=now - run_start, rng=rng,
+                        data=stream.state_dict() if hasattr(stream, "state_dict") else None,
+                    )
+                    _save_grid(_sample_images(G_ema, config, device), config.grid_size, out_dir / sample_grid_name(cur_nimg))
+                    if metrics_hook is not None:
+                        record.update(metrics_hook(G_ema, kimg) or {})
+                with log_path.open("a") as f:
+                    f.write(json.dumps(_jsonable(record)) + "\n")
+                sums, counts = {}, {}
+                interval_start, interval_nimg = time.perf_counter(), cur_nimg
+    finally:
+        bar.close()
+
+    return _export_generator(G_ema, config, out_dir, cur_nimg)
+
+
+def sample_grid_name(nimg: int) -> str:
+    """``samples-{kimg:06d}.png`` at whole kimg, ``samples-{kimg:010.3f}.png`` (e.g. ``000000.104``) otherwise."""
+    if nimg % 1000 == 0:
+        return f"samples-{nimg // 1000:06d}.png"
+    return f"samples-{nimg / 1000:010.3f}.png"
+
+
+def _update_ema(G_ema: Generator, G: Generator, config: TrainingConfig, cur_nimg: int) -> None:
+    """``p_ema <- beta p_ema + (1 - beta) p`` with ``beta = 0.5 ** (batch / ema_nimg)`` (half-life ema_nimg)."""
+    ema_nimg = config.ema_kimg * 1000
+    if config.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * config.ema_rampup)
+    beta = 0.5 ** (config.batch_size / max(ema_nimg, 1e-8))
+    with torch.no_grad():
+        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+            b_ema.copy_(b)
+
+
+def _sample_images(G_ema: Generator, config: TrainingConfig, device: torch.device, chunk: int = 16) -> torch.Tensor:
+    """Images of the fixed grid seeds 0..n-1 (z from ``torch.Generator().manual_seed(seed)``), const noise."""
+    n = config.grid_size[0] * config.grid_size[1]
+    z = torch.stack([torch.randn([config.z_dim], generator=torch.Generator().manual_seed(s)) for s in range(n)])
+    images = []
+    with torch.no_grad():
+        for zs in z.split(chunk):
+            images.append(G_ema(zs.to(device), noise_mode="const").cpu())
+    return torch.cat(images)
+
+
+def _save_grid(images: torch.Tensor, grid_size: tuple[int, int], path: Path) -> None:
+    """Tile ``images [N, 3, H, W]`` (values in [-1, 1]) row-major into a ``cols x rows`` PNG, atomically."""
+    cols, rows = grid_size
+    n, c, h, w = images.shape
+    assert n == cols * rows and c == 3, f"expected {cols * rows} RGB images, got {list(images.shape)}"
+    x = ((images.float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)  # [N, 3, H, W]
+    x = x.reshape(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(np.ascontiguousarray(x.numpy())).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(path: Path, *, config: TrainingConfig, G, D, G_ema, opt_G, opt_D, loss, cur_nimg, batch_idx,
+                     elapsed_s, rng, data) -> None:
+    state = {
+        "version": CHECKPOINT_VERSION,
+        "config": config.to_dict(),
+        "G_init_kwargs": _plain(G.init_kwargs),
+        "D_init_kwargs": _plain(D.init_kwargs),
+        "G": G.state_dict(),
+        "D": D.state_dict(),
+        "G_ema": G_ema.state_dict(),
+        "opt_G": opt_G.state_dict(),
+        "opt_D": opt_D.state_dict(),
+        "loss": loss.state_dict(),
+        "cur_nimg": cur_nimg,
+        "batch_idx": batch_idx,
+        "elapsed_s": elapsed_s,
+        "rng": rng,
+        "data": data,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _export_generator(G_ema: Generator, config: TrainingConfig, out_dir: Path, cur_nimg: int) -> Path:
+    """Write the final ``G_ema`` in the project's format when available, else as a torch state dict."""
+    G_out = copy.deepcopy(G_ema).cpu().eval()
+    metadata = {"source": "otresefa.training", "kimg": cur_nimg / 1000, "training_config": config.to_dict()}
+    if importlib.util.find_spec("otresefa.checkpoints.native") is not None:
+        return Path(G_out.save(out_dir / "generator.safetensors", metadata=metadata, overwrite=True))
+    path = out_dir / "generator.pt"
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"init_kwargs": _plain(G_out.init_kwargs), "state_dict": G_out.state_dict(), "metadata": metadata}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    return [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+
+
+def _get_rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def _truncate_log(log_path: Path, cur_nimg: int) -> None:
+    """Drop log lines written after the checkpoint (a crash between the two writes)."""
+    if not log_path.is_file():
+        return
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    keep = [line for line in lines if json.loads(line).get("nimg", 0) <= cur_nimg]
+    if len(keep) != len(lines):
+        log_path.write_text("".join(line + "\n" for line in keep))
+
+
+def _jsonable(value: Any) -> Any:
+    """Log values as JSON: tensors and numpy scalars/arrays become numbers/lists, tuples lists."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        return value.tolist() if getattr(value, "ndim", 0) else value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively (JSON- and comparison-friendly)."""
+    if isinstance(value, dict):
+        return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
