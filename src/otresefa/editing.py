@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from otresefa.models import Generator, check_layer_indices
+from otresefa.models import Generator, layer_mask
 
 EDIT_SPACES = ("w", "z")
 
@@ -86,21 +86,17 @@ def edited_ws(
     vectors = direction_matrix(directions, dim).to(G.device)  # [k, dim]
     strengths = alpha_matrix(alphas, vectors.shape[0]).to(G.device)  # [A, k]
     offsets = strengths @ vectors  # [A, dim]
-    layer_mask = torch.ones(G.num_ws, device=G.device)
-    if layers is not None:
-        check_layer_indices(layers, G.num_ws)
-        layer_mask = torch.zeros(G.num_ws, device=G.device)
-        layer_mask[list(layers)] = 1.0
+    selected = layer_mask(layers, G.num_ws, G.device)  # [num_ws]
     base = _latents_as_ws_or_z(G, latent, space).to(G.device)
     with torch.no_grad():
         if space == "w":
             # [N, 1, num_ws, w_dim] + [1, A, num_ws, w_dim]
-            return base[:, None] + offsets[None, :, None, :] * layer_mask[None, None, :, None]
+            return base[:, None] + offsets[None, :, None, :] * selected[None, None, :, None]
         n, a = base.shape[0], offsets.shape[0]
         z_edit = (base[:, None] + offsets[None]).reshape(n * a, dim)  # [N*A, z_dim]
         ws_edit = G.mapping(z_edit, None, truncation_psi=truncation_psi).reshape(n, a, G.num_ws, G.w_dim)
         ws_base = G.mapping(base, None, truncation_psi=truncation_psi)[:, None]  # [N, 1, num_ws, w_dim]
-        return ws_base + (ws_edit - ws_base) * layer_mask[None, None, :, None]
+        return ws_base + (ws_edit - ws_base) * selected[None, None, :, None]
 
 
 def render_ws(G: Generator, ws: torch.Tensor, noise_mode: str = "const", batch_size: int = 16) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.func import jvp, vmap
 from tqdm.auto import tqdm
 
-from otresefa.models import Generator, check_layer_indices
+from otresefa.models import Generator, layer_mask
 
 SPACES = ("w", "z")
 
@@ -86,11 +86,7 @@ def jacobian(
         raise ValueError(f"size must be positive, got {size}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    layer_mask = torch.ones(G.num_ws, device=G.device)
-    if layers is not None:
-        check_layer_indices(layers, G.num_ws)
-        layer_mask = torch.zeros(G.num_ws, device=G.device)
-        layer_mask[list(layers)] = 1.0
+    selected = layer_mask(layers, G.num_ws, G.device)  # [num_ws]
     cache_file = None
     if cache:
         key = jacobian_cache_key(G, latent, size, layers, space, truncation_psi, noise_mode)
@@ -102,7 +98,7 @@ def jacobian(
         base_ws = latent[None, None].repeat(1, G.num_ws, 1)  # [1, num_ws, w_dim]
 
         def image_of(delta: torch.Tensor) -> torch.Tensor:  # [w_dim] -> [S, S]
-            ws = base_ws + delta[None, None, :] * layer_mask[None, :, None]
+            ws = base_ws + delta[None, None, :] * selected[None, :, None]
             return summed_image(G.synthesis(ws, noise_mode=noise_mode, force_fp32=True), size)[0]
     else:
         with torch.no_grad():
@@ -110,7 +106,7 @@ def jacobian(
 
         def image_of(delta: torch.Tensor) -> torch.Tensor:  # [z_dim] -> [S, S]
             ws = G.mapping((latent + delta)[None], None, truncation_psi=truncation_psi)
-            ws = base_ws + (ws - base_ws) * layer_mask[None, :, None]
+            ws = base_ws + (ws - base_ws) * selected[None, :, None]
             return summed_image(G.synthesis(ws, noise_mode=noise_mode, force_fp32=True), size)[0]
 
     dim = latent.shape[0]

@@ -268,6 +268,16 @@ def check_layer_indices(layers: Sequence[int], num_ws: int) -> None:
         raise ValueError(f"layer indices {bad} are out of range: this generator has layers 0..{num_ws - 1}")
 
 
+def layer_mask(layers: Sequence[int] | None, num_ws: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``[num_ws]`` float mask, 1 at the selected ws indices (all when ``layers`` is None)."""
+    if layers is None:
+        return torch.ones(num_ws, device=device)
+    check_layer_indices(layers, num_ws)
+    mask = torch.zeros(num_ws, device=device)
+    mask[list(layers)] = 1.0
+    return mask
+
+
 class Generator(nn.Module):
     """StyleGAN2 generator ``G(z, c) = synthesis(mapping(z, c))``."""
 
