@@ -8,9 +8,11 @@ import math
 import pytest
 import torch
 
+from otresefa.checkpoints import load_generator
 from otresefa.models.discriminator import Discriminator, MinibatchStdLayer
 from otresefa.models.generator import Generator
 from otresefa.training.loop import (
+    export_checkpoint,
     ConfigMismatchError,
     SeededBatchStream,
     TrainingConfig,
@@ -218,11 +220,20 @@ def test_tiny_training_run_writes_outputs(uninterrupted_run):
     assert lines[-1]["hook_kimg"] == pytest.approx(0.2)
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["cur_nimg"] == 200 and state["batch_idx"] == 25
-    if path.suffix == ".safetensors":
-        from otresefa.checkpoints.native import load_native
+    G = load_generator(path)
+    torch.testing.assert_close(G.state_dict(), state["G_ema"])
+    assert G.training_metadata["domain"] == "custom"  # trained on blobs, not the face renderer
 
-        G = load_native(path)
-        torch.testing.assert_close(G.state_dict(), state["G_ema"])
+
+def test_export_checkpoint_writes_a_loadable_generator(uninterrupted_run, tmp_path):
+    out, _ = uninterrupted_run
+    path = export_checkpoint(out / "checkpoint.pt", tmp_path / "g.safetensors", domain="synthfaces")
+    G = load_generator(path)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    torch.testing.assert_close(G.state_dict(), state["G_ema"])
+    assert G.training_metadata["kimg"] == pytest.approx(0.2) and G.training_metadata["domain"] == "synthfaces"
+    with pytest.raises(FileExistsError):
+        export_checkpoint(out / "checkpoint.pt", path)
 
 
 def test_resume_is_bit_identical(uninterrupted_run, tmp_path):

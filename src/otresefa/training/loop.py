@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import importlib.util
 import inspect
 import json
 import os
@@ -432,7 +431,7 @@ def _train(config, out_dir, device, resume, progress, data_source, metrics_hook)
     finally:
         bar.close()
 
-    return _export_generator(G_ema, config, out_dir, cur_nimg)
+    return _export_generator(G_ema, config, out_dir, cur_nimg, domain="synthfaces" if data_source is None else "custom")
 
 
 def sample_grid_name(nimg: int) -> str:
@@ -502,17 +501,27 @@ def _save_checkpoint(path: Path, *, config: TrainingConfig, G, D, G_ema, opt_G, 
     os.replace(tmp, path)
 
 
-def _export_generator(G_ema: Generator, config: TrainingConfig, out_dir: Path, cur_nimg: int) -> Path:
-    """Write the final ``G_ema`` in the project's format when available, else as a torch state dict."""
+def _export_generator(G_ema: Generator, config: TrainingConfig, out_dir: Path, cur_nimg: int,
+                      domain: str = "synthfaces") -> Path:
+    """Write ``G_ema`` in the project's format, with the training configuration as metadata."""
     G_out = copy.deepcopy(G_ema).cpu().eval()
-    metadata = {"source": "otresefa.training", "kimg": cur_nimg / 1000, "training_config": config.to_dict()}
-    if importlib.util.find_spec("otresefa.checkpoints.native") is not None:
-        return Path(G_out.save(out_dir / "generator.safetensors", metadata=metadata, overwrite=True))
-    path = out_dir / "generator.pt"
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"init_kwargs": _plain(G_out.init_kwargs), "state_dict": G_out.state_dict(), "metadata": metadata}, tmp)
-    os.replace(tmp, path)
-    return path
+    metadata = {"source": "otresefa.training", "domain": domain, "kimg": cur_nimg / 1000,
+                "training_config": config.to_dict()}
+    return Path(G_out.save(out_dir / "generator.safetensors", metadata=metadata, overwrite=True))
+
+
+def export_checkpoint(checkpoint: str | Path, path: str | Path, domain: str = "synthfaces",
+                      overwrite: bool = False) -> Path:
+    """Write the ``G_ema`` of a training checkpoint (``checkpoint.pt``) as a generator file.
+
+    The metadata records the domain, the images seen, the training time and the configuration.
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    G = Generator(**state["G_init_kwargs"])
+    G.load_state_dict(state["G_ema"])
+    metadata = {"source": "otresefa.training", "domain": domain, "kimg": state["cur_nimg"] / 1000,
+                "training_seconds": state["elapsed_s"], "training_config": state["config"]}
+    return Path(G.eval().save(path, metadata=metadata, overwrite=overwrite))
 
 
 def _resolve_device(name: str) -> torch.device:
