@@ -284,6 +284,58 @@ def _save_directions(folder: OutputFolder, name: str, method: str, directions: A
                    "directions")
 
 
+def add_comparison(
+    folder: OutputFolder,
+    G: Generator,
+    w: torch.Tensor,
+    region: Region,
+    rows: Mapping[str, torch.Tensor],
+    files: Mapping[str, str],
+    alphas: Sequence[float],
+    layers: Sequence[int] | None,
+    title: str,
+    prefix: str = "",
+    display_size: int | None = DEFAULT_DISPLAY_SIZE,
+    resample: str = "nearest",
+    noise_mode: str = "const",
+    progress: bool = True,
+) -> list[str]:
+    """Write the comparison grid, a strip and a locality view per direction into ``folder``.
+
+    ``rows`` maps a row label to a direction ``[w_dim]``, ``files`` the same labels to file stems.
+    Files go to ``{prefix}comparison.png``, ``{prefix}strips/`` and ``{prefix}locality/``; the
+    locality heat maps share one fixed scale (the largest change among them) so that their colours
+    compare.  Returns one note per direction: its change outside the region at the strongest alpha.
+    """
+    strongest = _strongest(alphas)
+    figure_options = dict(layers=layers, display_size=display_size, resample=resample, noise_mode=noise_mode)
+    section = prefix.strip("/") or None
+    grid = comparison_grid(G, w, rows, alphas, region=region, title=title, footer=SIGN_NOTE, **figure_options)
+    folder.add_image(f"{prefix}comparison.png", grid, f"methods compared: {title}. {SIGN_NOTE}",
+                     {"alphas": list(alphas), "rows": list(rows)}, section or "comparison")
+    for label, vector in tqdm(rows.items(), desc="rendering strips", unit="strip", disable=not progress):
+        folder.add_image(f"{prefix}strips/{files[label]}.png", strip(G, w, vector, alphas, title=label, **figure_options),
+                         f"{label}: strip", {"alphas": list(alphas)}, section or "strips")
+    labels = list(rows)
+    stacked = torch.stack([rows[label] for label in labels])  # [D, w_dim]
+    # one batch: row 0 the original, row 1 + d the strongest edit along direction d alone
+    strengths = torch.cat([torch.zeros(1, len(labels)), strongest * torch.eye(len(labels))])  # [1 + D, D]
+    images = render_edits(G, w, stacked, strengths, layers, noise_mode=noise_mode)  # [1 + D, C, R, R]
+    original, edited = images[0], images[1:]
+    scale = float(change_map(original, edited).max()) or 1.0  # shared by all panels
+    fractions = change_outside_fraction(original, edited, region)  # [D]
+    notes = []
+    for d, label in enumerate(labels):
+        fraction = float(fractions[d])
+        view = locality_view(original, edited[d], region, scale=scale, display_size=display_size, resample=resample,
+                             edited_caption=alpha_caption(strongest), title=label)
+        folder.add_image(f"{prefix}locality/{files[label]}.png", view, f"{label}: change at alpha {strongest:+g}",
+                         {"alpha": strongest, "outside_fraction": fraction, "heat_scale": f"fixed {scale:.4g}"},
+                         section or "locality")
+        notes.append(f"{label}: {describe_outside(fraction, region.name)} at alpha {strongest:+g}")
+    return notes
+
+
 def compare_report(
     G: Generator,
     seed: int,
@@ -323,14 +375,13 @@ def compare_report(
     if num_directions < 1:
         raise ValueError(f"num_directions must be at least 1, got {num_directions}")
     alpha_list = strip_alphas(parse_alphas(alphas))
-    strongest = _strongest(alpha_list)
+    _strongest(alpha_list)  # fail before any work when every strength is 0
     layer_list = parse_layers(layers, G.num_ws)
     region = resolve_region(region, G.img_resolution)
     method_options = dict(method_options or {})
     unknown = sorted(set(method_options) - set(method_list))
     if unknown:
         raise ValueError(f"options given for methods that are not compared: {unknown}")
-    figure_options = dict(layers=layer_list, display_size=display_size, resample=resample, noise_mode=noise_mode)
     run_params = {"seed": seed, "region": region.name, "region_spec": region.spec, "methods": method_list,
                   "num_directions": num_directions, "alphas": alpha_list, "layers": layer_list or "all",
                   "truncation_psi": truncation_psi, "resolution": G.img_resolution,
@@ -353,30 +404,9 @@ def compare_report(
                 label = method if num_directions == 1 else f"{method} #{k}"
                 rows[label], files[label] = vectors[k], f"{names[method]}_d{k}"
 
-        grid = comparison_grid(G, w, rows, alpha_list, region=region, title=f"seed {seed}, region {region.name}",
-                               footer=SIGN_NOTE, **figure_options)
-        folder.add_image("comparison.png", grid, f"methods compared on seed {seed}, region {region.name}. {SIGN_NOTE}",
-                         {"alphas": alpha_list, "rows": list(rows)}, "comparison")
-        for label, vector in tqdm(rows.items(), desc="rendering strips", unit="strip", disable=not progress):
-            folder.add_image(f"strips/{files[label]}.png", strip(G, w, vector, alpha_list, title=label, **figure_options),
-                             f"{label}: strip", {"alphas": alpha_list}, "strips")
-
-        labels = list(rows)
-        stacked = torch.stack([rows[label] for label in labels])  # [D, w_dim]
-        # one batch: row 0 the original, row 1 + d the strongest edit along direction d alone
-        strengths = torch.cat([torch.zeros(1, len(labels)), strongest * torch.eye(len(labels))])  # [1 + D, D]
-        images = render_edits(G, w, stacked, strengths, layer_list, noise_mode=noise_mode)  # [1 + D, C, R, R]
-        original, edited = images[0], images[1:]
-        scale = float(change_map(original, edited).max()) or 1.0  # shared by all panels
-        fractions = change_outside_fraction(original, edited, region)  # [D]
-        for d, label in enumerate(labels):
-            fraction = float(fractions[d])
-            view = locality_view(original, edited[d], region, scale=scale, display_size=display_size, resample=resample,
-                                 edited_caption=alpha_caption(strongest), title=label)
-            folder.add_image(f"locality/{files[label]}.png", view, f"{label}: change at alpha {strongest:+g}",
-                             {"alpha": strongest, "outside_fraction": fraction, "heat_scale": f"fixed {scale:.4g}"},
-                             "locality")
-            notes.append(f"{label}: {describe_outside(fraction, region.name)} at alpha {strongest:+g}")
+        notes += add_comparison(folder, G, w, region, rows, files, alpha_list, layer_list,
+                                title=f"seed {seed}, region {region.name}", display_size=display_size,
+                                resample=resample, noise_mode=noise_mode, progress=progress)
         folder.run_params["notes"] = notes
     if progress:
         _print_summary(out, folder, notes)
