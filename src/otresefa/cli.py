@@ -73,6 +73,22 @@ def _load(checkpoint: str, device: Optional[str]):
 
 @app.command()
 @friendly_errors
+def demo(
+    out: Path = typer.Option(Path("otresefa-demo"), "--out", "-o", help="output folder"),
+    checkpoint: str = typer.Option("synthfaces", "--checkpoint", help=CHECKPOINT_HELP),
+    seed: int = typer.Option(4, "--seed", "-s", help="the sample to edit"),
+    quick: bool = typer.Option(False, "--quick", help="fewer OT-ReSeFa iterations and GIF frames"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
+) -> None:
+    """Discover mouth and eyes edits on the built-in model with OT-ReSeFa and ReSeFa; write pictures and index.html."""
+    from otresefa.demo import run_demo
+
+    run_demo(out, checkpoint=checkpoint, seed=seed, quick=quick, overwrite=overwrite, device=device)
+
+
+@app.command()
+@friendly_errors
 def discover(
     checkpoint: str = typer.Argument("synthfaces", help=CHECKPOINT_HELP),
     seed: str = typer.Option("4", "--seed", "-s", help="seed(s) of the sample(s); several ('0-9') average their Gram matrices"),

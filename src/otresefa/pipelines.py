@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from otresefa.domains import region_for
 from otresefa.latents import parse_seeds, w_from_seed
 from otresefa.models import Generator, check_layer_indices
 from otresefa.outputs import OutputFolder
@@ -174,7 +175,7 @@ def _strongest(alphas: Sequence[float]) -> float:
     return strongest
 
 
-def _print_summary(out: Path, folder: OutputFolder, notes: Sequence[str]) -> None:
+def print_summary(out: Path, folder: OutputFolder, notes: Sequence[str]) -> None:
     print(f"wrote {len(folder.entries)} files to {out}")
     for note in notes:
         print(f"  {note}")
@@ -266,7 +267,7 @@ def edit_report(
                                   "heat_scale": "per-image"}, section)
         folder.run_params["notes"] = notes
     if progress:
-        _print_summary(out, folder, notes)
+        print_summary(out, folder, notes)
     return out
 
 
@@ -409,7 +410,7 @@ def compare_report(
                                 resample=resample, noise_mode=noise_mode, progress=progress)
         folder.run_params["notes"] = notes
     if progress:
-        _print_summary(out, folder, notes)
+        print_summary(out, folder, notes)
     return out
 
 
@@ -460,6 +461,8 @@ def discover_report(
 
     seeds = list(seeds)
     jacobians = seed_jacobians(G, seeds, size, layers, truncation_psi, cache, progress)
+    # on the built-in domain a region name is segmented on the (first) sample's own image
+    region = region_for(G, w_from_seed(G, seeds[0], truncation_psi), region, jacobians[0].shape[0])
     found = discover(jacobians, region, method, num_directions, method_seed, generator=G,
                      metadata={"seeds": seeds, "truncation_psi": truncation_psi, "layers": layers or "all",
                                "space": "w"}, **dict(options or {}))
@@ -477,7 +480,7 @@ def discover_report(
         preview = strip(G, w, found[0], alphas, layers=layers, title=f"{method} direction 0, seed {seeds[0]}")
         folder.add_image("preview.png", preview, f"top direction on seed {seeds[0]}", {"alphas": list(alphas)}, "preview")
     if progress:
-        _print_summary(out, folder, [f"scores: {', '.join(f'{s:.4g}' for s in found.scores.tolist())}"])
+        print_summary(out, folder, [f"scores: {', '.join(f'{s:.4g}' for s in found.scores.tolist())}"])
     return out
 
 
@@ -498,7 +501,7 @@ def compare_methods(
     from otresefa.discovery import discover
 
     jacobian_of_seed = seed_jacobians(G, [seed], size, layers, truncation_psi, cache, progress)[0]
-    region = resolve_region(region, jacobian_of_seed.shape[0])
+    region = region_for(G, w_from_seed(G, seed, truncation_psi), region, jacobian_of_seed.shape[0])
     num_directions = report_options.get("num_directions", 1)
 
     def discover_fn(method: str, **options: Any):
