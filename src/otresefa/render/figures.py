@@ -23,6 +23,7 @@ from matplotlib import colormaps
 from PIL import Image
 
 from otresefa.editing import edit
+from otresefa.metrics.locality import change_outside_fraction, region_mask
 from otresefa.models import Generator
 from otresefa.regions import Region
 from otresefa.render.images import (
@@ -87,13 +88,6 @@ def render_edits(G: Generator, latent: torch.Tensor, directions: Any, alphas: An
         raise ValueError(f"a figure shows one latent ([dim] or W+ [num_ws, w_dim]), got shape {list(latent.shape)}")
     images = edit(G, latent, directions, alphas, layers=layers, **edit_options)
     return images if latent.ndim == 1 else images[0]
-
-
-def _region_mask(region: Region | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``region`` (a Region or a bool mask) as a bool mask ``[H, W]`` of ``size`` (nearest resize)."""
-    if not isinstance(region, Region):
-        region = Region(torch.as_tensor(region))
-    return region.resized(size).mask
 
 
 # --- strips and sweeps ------------------------------------------------------------------------------
@@ -222,7 +216,7 @@ def comparison_grid(G: Generator, latent: torch.Tensor, methods: Mapping[str, An
     origin = alphas.index(0.0)
     rows = [tiles_from_images(chunk, display_size, resample) for chunk in images.split(num_alphas)]
     if region is not None:
-        mask = _region_mask(region, tuple(images.shape[-2:]))
+        mask = region_mask(region, tuple(images.shape[-2:]))
         for row in rows:
             row[origin] = draw_mask_outline(row[origin], mask)
     return make_grid(rows, row_labels=labels, column_labels=[alpha_caption(a) for a in alphas],
@@ -267,19 +261,6 @@ def change_map(original: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
     return (torch.as_tensor(edited, dtype=torch.float64) - torch.as_tensor(original, dtype=torch.float64)).abs().sum(-3)
 
 
-def change_outside_fraction(original: torch.Tensor, edited: torch.Tensor, mask: Region | torch.Tensor) -> torch.Tensor:
-    """Share of an edit's change that falls outside the region: ``||dx * (1 - M)||^2 / ||dx||^2``.
-
-    ``original``/``edited`` are ``[..., C, H, W]``; ``mask`` a Region or bool ``[h, w]`` (resized to
-    ``H x W`` by nearest neighbour).  Returns the leading dims (a 0-dim tensor for one image), 0 for
-    an edit confined to the region, 1 for one entirely outside it, NaN when nothing changed.
-    """
-    dx = torch.as_tensor(edited, dtype=torch.float64) - torch.as_tensor(original, dtype=torch.float64)
-    outside = (~_region_mask(mask, tuple(dx.shape[-2:]))).to(dx)  # [H, W]
-    total = dx.square().sum((-3, -2, -1))
-    return (dx * outside).square().sum((-3, -2, -1)) / total
-
-
 def describe_outside(fraction: float, region_name: str = "region") -> str:
     """A :func:`change_outside_fraction` value as caption text."""
     return "no change" if np.isnan(fraction) else f"{100 * fraction:.1f}% of change outside {region_name}"
@@ -313,7 +294,7 @@ def locality_view(original: torch.Tensor, edited: torch.Tensor, region: Region |
     if original.shape != edited.shape or original.ndim != 3:
         raise ValueError(f"expected two images [C, H, W] of one shape, "
                          f"got {list(original.shape)} and {list(edited.shape)}")
-    mask = _region_mask(region, tuple(original.shape[-2:]))  # [H, W]
+    mask = region_mask(region, tuple(original.shape[-2:]))  # [H, W]
     region_name = region.name if isinstance(region, Region) else "region"
     heat = change_map(original, edited)  # [H, W]
     fixed = scale is not None
