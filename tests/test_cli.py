@@ -74,3 +74,8 @@ def test_methods_and_info(checkpoint):
     assert code == 0 and "ot-resefa" in output and "lam=2.0" in output
     code, output = run("info", checkpoint)
     assert code == 0 and json.loads(output)["img_resolution"] == 16
+
+
+def test_benchmark_reports_bad_settings(checkpoint, tmp_path):
+    code, output = run("benchmark", checkpoint, "--quick", "--regions", "ears", "-o", tmp_path / "bench")
+    assert code == 2 and "ears" in output and "Traceback" not in output

@@ -203,6 +203,54 @@ def train(
 
 
 @app.command()
+@friendly_errors
+def benchmark(
+    checkpoint: str = typer.Argument("synthfaces", help=CHECKPOINT_HELP),
+    out: Path = typer.Option(Path("otresefa-benchmark"), "--out", "-o", help="results folder (finished cells are reused)"),
+    quick: bool = typer.Option(False, "--quick", help="tiny sizes, one replicate (a smoke test)"),
+    regions: str = typer.Option("mouth,nose,eyes", "--regions", help="comma-separated regions"),
+    methods: Optional[str] = typer.Option(None, "--methods", help="';'-separated method specs, e.g. 'ot-resefa:within=foreground;resefa'"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="replicates, e.g. '0-2'"),
+    num_real: Optional[int] = typer.Option(None, "--num-real", help="real images (paper: 1000)"),
+    num_edited: Optional[int] = typer.Option(None, "--num-edited", help="edited images per cell (paper: 500)"),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="local FID Inception-v3 weights file"),
+    real: str = typer.Option("auto", "--real", help="'auto', 'generator', or a folder of real images"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda"),
+) -> None:
+    """Run the paper's Table-1 protocol (FID/KID, locality, semantics) for every method, region and sign."""
+    from otresefa.benchmark import BenchmarkConfig, run_benchmark
+    from otresefa.latents import parse_seeds
+
+    config = BenchmarkConfig(
+        out=out, generator=checkpoint, quick=quick, regions=[r.strip() for r in regions.split(",") if r.strip()],
+        methods=None if methods is None else [m.strip() for m in methods.split(";") if m.strip()],
+        seeds=None if seeds is None else parse_seeds(seeds), num_real=num_real, num_edited=num_edited,
+        inception_weights=inception_weights, real=real, device=device,
+    )
+    results = run_benchmark(config)
+    typer.echo(f"results in {results.out} ({results.computed} cells computed, {results.reused} reused)")
+
+
+@app.command()
+@friendly_errors
+def ui(
+    checkpoint: str = typer.Argument("synthfaces", help=CHECKPOINT_HELP),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(7860, "--port"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (1 is fastest on a busy machine)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda"),
+) -> None:
+    """Start the local browser editor (no telemetry, no sharing, no external requests)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from otresefa.ui.app import launch
+
+    launch(checkpoint, host=host, port=port, device=device)
+
+
+@app.command()
 def methods() -> None:
     """List the discovery methods and their options."""
     from otresefa.methods import available_methods, method_needs, method_options
