@@ -243,3 +243,15 @@ def test_ganspace_matches_pca_of_sampled_w(tiny_generator):
     torch.testing.assert_close(cosines, torch.ones(3, dtype=torch.float64), atol=1e-4, rtol=0)
     repeat = run_method("ganspace", problem, num_directions=3, seed=5, num_samples=3000)
     torch.testing.assert_close(repeat.vectors, result.vectors)
+
+
+def test_option_values_of_the_wrong_type_are_named():
+    problem = RegionProblem(torch.eye(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="option 'tau' of method 'resefa' expects a value like 0.0, got 'big'"):
+        run_method("resefa", problem, tau="big")
+    with pytest.raises(ValueError, match="option 'max_iter' of method 'lowrankgan'"):
+        run_method("lowrankgan", problem, max_iter=2.5)
+    with pytest.raises(ValueError, match="option 'within'"):
+        run_method("ot-resefa", problem, within=3)
+    run_method("resefa", problem, tau=None)
+    run_method("resefa", problem, tau=1e-3)

@@ -90,6 +90,7 @@ class _Entry:
     function: Callable[..., MethodResult]
     needs: str
     options: dict[str, Any]
+    optional_numbers: frozenset[str]  # options annotated ``float | None`` / ``int | None``
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -108,10 +109,12 @@ def register(name: str, *, needs: str = "grams") -> Callable:
     def decorator(function: Callable[..., MethodResult]) -> Callable[..., MethodResult]:
         parameters = inspect.signature(function).parameters.values()
         options = {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        numeric = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY
+                   and str(p.annotation).replace(" ", "") in ("float|None", "int|None")}
         missing = [n for n, d in options.items() if d is inspect.Parameter.empty]
         if missing:
             raise TypeError(f"method {name!r}: options {missing} need defaults")
-        _REGISTRY[name] = _Entry(function, needs, options)
+        _REGISTRY[name] = _Entry(function, needs, options, frozenset(numeric))
         return function
 
     return decorator
@@ -151,6 +154,9 @@ def run_method(name: str, problem: RegionProblem, num_directions: int = 1, seed:
     if isinstance(num_directions, bool) or not isinstance(num_directions, (int, np.integer)) \
             or not 1 <= num_directions <= dim:
         raise ValueError(f"num_directions must be an integer in [1, {dim}], got {num_directions!r}")
+    for option, value in options.items():
+        default = 0.0 if option in entry.optional_numbers and value is not None else entry.options[option]
+        _check_option_type(name, option, value, default)
     if entry.needs == "generator" and problem.generator is None:
         raise ValueError(f"method {name!r} needs a generator: RegionProblem(generator=G)")
     result = entry.function(problem, int(num_directions), int(seed), **options)
@@ -158,6 +164,24 @@ def run_method(name: str, problem: RegionProblem, num_directions: int = 1, seed:
     if vectors.shape != (num_directions, dim) or vectors.dtype != torch.float32:
         raise RuntimeError(f"method {name!r} returned vectors {tuple(vectors.shape)} {vectors.dtype}")
     return result
+
+
+def _check_option_type(method: str, option: str, value: Any, default: Any) -> None:
+    """Reject a value whose type cannot stand for the option's default (a number for a number,
+    text for text, True/False for a flag); options that default to None accept anything."""
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        ok = ok and (isinstance(default, float) or float(value).is_integer())
+    elif isinstance(default, str):
+        ok = isinstance(value, str) or isinstance(value, (torch.Tensor, np.ndarray))  # init may be a tensor
+    else:
+        ok = True
+    if not ok:
+        raise ValueError(f"option {option!r} of method {method!r} expects a value like {default!r}, got {value!r}")
 
 
 def orient_signs(vectors: torch.Tensor) -> torch.Tensor:
