@@ -180,6 +180,7 @@ def train(
     mapping_layers: int = typer.Option(2, "--mapping-layers"),
     channel_base: int = typer.Option(2048, "--channel-base"),
     channel_max: int = typer.Option(128, "--channel-max"),
+    noise: bool = typer.Option(True, "--noise/--no-noise", help="per-pixel noise inputs in the generator"),
     batch: int = typer.Option(16, "--batch"),
     gamma: Optional[float] = typer.Option(None, "--gamma", help="R1 weight (default 0.0002 * resolution^2 / batch)"),
     ema_kimg: float = typer.Option(5.0, "--ema-kimg", help="half-life of the generator's moving average"),
@@ -195,7 +196,7 @@ def train(
 
     config = TrainingConfig(
         out_dir=str(out), total_kimg=kimg, resolution=resolution, z_dim=w_dim, w_dim=w_dim,
-        mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max, batch_size=batch,
+        mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max, use_noise=noise, batch_size=batch,
         r1_gamma=gamma, ema_kimg=ema_kimg, snapshot_kimg=snapshot_kimg, seed=seed, threads=threads, device=device,
     )
     path = run_training(config, resume=resume)

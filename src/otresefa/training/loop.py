@@ -57,6 +57,7 @@ class TrainingConfig:
     channel_base: int = 4096
     channel_max: int = 256
     g_architecture: str = "skip"  # StyleGAN2 config-f: skip generator, resnet discriminator
+    use_noise: bool = True  # per-pixel noise inputs; a deterministic renderer has no stochastic detail for them
     mbstd_group_size: int = 4
     mbstd_num_channels: int = 1
     conv_clamp: float | None = None
@@ -109,7 +110,7 @@ class TrainingConfig:
             mapping_kwargs=dict(num_layers=self.mapping_layers, lr_multiplier=self.mapping_lr_multiplier),
             synthesis_kwargs=dict(
                 channel_base=self.channel_base, channel_max=self.channel_max, architecture=self.g_architecture,
-                conv_clamp=self.conv_clamp,
+                conv_clamp=self.conv_clamp, use_noise=self.use_noise,
             ),
         )
 
