@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -70,7 +71,8 @@ def test_cache_reuses_and_distinguishes(tmp_path, monkeypatch):
     J1 = jacobian(G, w, size=16, cache=tmp_path)
     assert len(list(tmp_path.glob("*.npy"))) == 1
     # a second call must come from the cache: make computing impossible
-    monkeypatch.setattr("otresefa.jacobian.vmap", None)
+    # (the package exports the function `otresefa.jacobian`, which hides the module of the same name)
+    monkeypatch.setattr(sys.modules["otresefa.jacobian"], "vmap", None)
     torch.testing.assert_close(jacobian(G, w, size=16, cache=tmp_path), J1)
     with pytest.raises(TypeError):
         jacobian(G, w + 1, size=16, cache=tmp_path)  # a new latent is a cache miss
