@@ -1,0 +1,331 @@
+"""Perception networks of the synthetic face domain: an attribute estimator and a part segmenter.
+
+Both are small CNNs trained on streamed renders (see :mod:`otresefa.synthfaces.train_perception`)
+and shipped with the package as safetensors files whose header ``__metadata__`` holds the
+architecture (``init_kwargs``) and the training record (``metadata``) as JSON strings.
+
+- :class:`AttributeEstimator` reads the 27 attributes (``ATTRIBUTE_NAMES``) off a 64x64 face.
+  Its penultimate layer is the domain's feature space for FID/KID
+  (:class:`SynthfacesFeatureExtractor`).
+- :class:`PartSegmenter` labels every pixel with one of ``PART_NAMES``; the domain's named
+  regions (:mod:`otresefa.synthfaces.regions`) are built on it.
+
+Images are ``[N, 3, H, W]`` RGB, float in [-1, 1] or uint8 in [0, 255]; other sizes than 64x64 are
+resized to 64 (area interpolation when shrinking, bilinear when enlarging).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import Tensor, nn
+
+from .attributes import NUM_ATTRIBUTES
+from .renderer import PART_NAMES
+
+INPUT_SIZE = 64
+"""Side of the images both networks see."""
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+ESTIMATOR_PATH = DATA_DIR / "synthfaces_estimator.safetensors"
+SEGMENTER_PATH = DATA_DIR / "synthfaces_segmenter.safetensors"
+
+ESTIMATOR_FORMAT = "otresefa-synthfaces-estimator"
+SEGMENTER_FORMAT = "otresefa-synthfaces-segmenter"
+FORMAT_VERSION = 1
+
+INFERENCE_BATCH = 256
+"""Images per forward pass in the public functions (bounds memory for large inputs)."""
+
+
+# --------------------------------------------------------------------------
+# Networks.
+# --------------------------------------------------------------------------
+
+
+def conv_block(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution, BatchNorm, ReLU (the conv has no bias: BatchNorm supplies it)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class AttributeEstimator(nn.Module):
+    """CNN regressing the attribute vector ``[N, A]`` (values near [0, 1]) from 64x64 faces.
+
+    The input is first rearranged losslessly into 2x2 pixel blocks (``pixel_unshuffle``:
+    ``[N, 3, 64, 64] -> [N, 12, 32, 32]``), so the first convolution still sees every pixel
+    (the hard attributes, gaze, nose width and iris colour, move only 1-2 px) while no layer has to
+    run at 64x64, whose memory traffic dominates the cost on a CPU. Then per stage a stride-2 and a
+    3x3 convolution, down to a 4x4 map that is flattened rather than averaged: the head needs to know
+    *where* things are (head shift, gaze, brow height). ``features`` is the penultimate layer
+    (``feature_dim`` values after ReLU).
+
+    Args:
+        widths: channels at 32, 16, 8 and 4 pixels.
+        feature_dim: size of the penultimate layer.
+        num_attributes: outputs of the head.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (48, 96, 128, 160), feature_dim: int = 192,
+                 num_attributes: int = NUM_ATTRIBUTES):
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if len(widths) != 4:
+            raise ValueError(f"widths gives the channels at 32, 16, 8 and 4 px (4 values), got {widths}")
+        self.init_kwargs = {"widths": list(widths), "feature_dim": int(feature_dim),
+                            "num_attributes": int(num_attributes)}
+        layers = [nn.PixelUnshuffle(2), conv_block(12, widths[0]), conv_block(widths[0], widths[0])]
+        for previous, width in zip(widths[:-2], widths[1:-1]):
+            layers += [conv_block(previous, width, stride=2), conv_block(width, width)]
+        # A 3x3 convolution adds little on the final 4x4 map.
+        layers.append(conv_block(widths[-2], widths[-1], stride=2))
+        self.trunk = nn.Sequential(*layers)
+        final_side = INPUT_SIZE // 2 ** len(widths)
+        self.embed = nn.Sequential(
+            nn.Flatten(), nn.Linear(widths[-1] * final_side * final_side, feature_dim), nn.ReLU(inplace=True)
+        )
+        self.head = nn.Linear(feature_dim, num_attributes)
+        # Start at the middle of the attribute range instead of 0.
+        nn.init.zeros_(self.head.weight)
+        nn.init.constant_(self.head.bias, 0.5)
+
+    @property
+    def num_features(self) -> int:
+        return self.init_kwargs["feature_dim"]
+
+    def features(self, images: Tensor) -> Tensor:
+        """``images [N, 3, 64, 64]`` in [-1, 1] -> penultimate features ``[N, feature_dim]``."""
+        return self.embed(self.trunk(images))
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``images [N, 3, 64, 64]`` in [-1, 1] -> attribute estimates ``[N, A]`` (unclamped)."""
+        return self.head(self.features(images))
+
+
+class PartSegmenter(nn.Module):
+    """U-Net giving per-pixel logits ``[N, P, 64, 64]`` over ``PART_NAMES``.
+
+    Like the estimator it works on 2x2 pixel blocks: ``pixel_unshuffle`` turns the image into a
+    lossless ``[N, 12, 32, 32]`` input and the last layer predicts the logits of all four pixels of a
+    block, which ``pixel_shuffle`` puts back in place, so labels are per pixel (thin parts such as
+    brows and glasses rims are 1-2 px wide) while no convolution runs at 64x64. The encoder halves the
+    resolution at each level (two 3x3 convolutions per level); the decoder upsamples bilinearly,
+    concatenates the encoder map of the same size and applies two 3x3 convolutions.
+
+    Args:
+        widths: encoder channels at 32, 16, 8, ... pixels (the decoder mirrors them).
+        num_parts: output classes.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 96, 128), num_parts: int = len(PART_NAMES)):
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if not 2 <= len(widths) <= 5:
+            raise ValueError(f"widths needs 2 to 5 levels (32 px down to 2 px), got {widths}")
+        self.init_kwargs = {"widths": list(widths), "num_parts": int(num_parts)}
+        self.encoder = nn.ModuleList()
+        previous = 12
+        for level, width in enumerate(widths):
+            stride = 1 if level == 0 else 2
+            self.encoder.append(nn.Sequential(conv_block(previous, width, stride), conv_block(width, width)))
+            previous = width
+        self.decoder = nn.ModuleList()
+        for level in reversed(range(len(widths) - 1)):
+            skip = widths[level]
+            self.decoder.append(nn.Sequential(conv_block(previous + skip, skip), conv_block(skip, skip)))
+            previous = skip
+        self.classifier = nn.Conv2d(previous, num_parts * 4, 1)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``images [N, 3, 64, 64]`` in [-1, 1] -> logits ``[N, P, 64, 64]``."""
+        x = F.pixel_unshuffle(images, 2)  # [N, 12, 32, 32]
+        skips = []
+        for level in self.encoder:
+            x = level(x)
+            skips.append(x)
+        for level, skip in zip(self.decoder, reversed(skips[:-1])):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = level(torch.cat([x, skip], dim=1))  # [N, C_skip, h, w]
+        return F.pixel_shuffle(self.classifier(x), 2)  # [N, P, 64, 64]
+
+
+# --------------------------------------------------------------------------
+# Files.
+# --------------------------------------------------------------------------
+
+_FORMATS = {AttributeEstimator: ESTIMATOR_FORMAT, PartSegmenter: SEGMENTER_FORMAT}
+
+
+def save_network(model: AttributeEstimator | PartSegmenter, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write ``model`` to ``path`` (safetensors, architecture and ``metadata`` in the header), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {
+        "format": _FORMATS[type(model)],
+        "format_version": str(FORMAT_VERSION),
+        "init_kwargs": json.dumps(model.init_kwargs),
+        "metadata": json.dumps(metadata or {}),
+    }
+    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(temporary), metadata=header)
+    os.replace(temporary, path)
+    return path
+
+
+def load_network(path: str | Path, device: str | torch.device | None = None) -> AttributeEstimator | PartSegmenter:
+    """Read a network written by :func:`save_network`, in eval mode, with ``training_metadata`` attached."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = dict(handle.metadata() or {})
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path} is not a readable safetensors file ({error})") from None
+    classes = {fmt: cls for cls, fmt in _FORMATS.items()}
+    if header.get("format") not in classes:
+        raise ValueError(f"{path} holds no synthfaces perception network (header format {header.get('format')!r})")
+    if int(header.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer otresefa (format version {header['format_version']})")
+    model = classes[header["format"]](**json.loads(header["init_kwargs"]))
+    model.load_state_dict(load_file(str(path)))
+    model.training_metadata = json.loads(header.get("metadata", "{}"))
+    return model.to(device).eval() if device is not None else model.eval()
+
+
+@lru_cache(maxsize=None)
+def _cached_network(path: str, device: str) -> nn.Module:
+    return load_network(path, device).requires_grad_(False)
+
+
+def load_estimator(device: str | torch.device | None = None) -> AttributeEstimator:
+    """The shipped attribute estimator (loaded once per device, eval mode, no gradients)."""
+    return _cached_network(str(ESTIMATOR_PATH), str(torch.device(device or "cpu")))
+
+
+def load_segmenter(device: str | torch.device | None = None) -> PartSegmenter:
+    """The shipped part segmenter (loaded once per device, eval mode, no gradients)."""
+    return _cached_network(str(SEGMENTER_PATH), str(torch.device(device or "cpu")))
+
+
+# --------------------------------------------------------------------------
+# Inputs.
+# --------------------------------------------------------------------------
+
+
+def as_network_input(images: Tensor) -> Tensor:
+    """Check ``images [N, 3, H, W]`` and return them as float32 in [-1, 1] at 64x64.
+
+    uint8 images are read as [0, 255]; float images must already be in [-1, 1] (values are not
+    clamped: a GAN's slight overshoot is harmless).
+
+    Raises:
+        ValueError: for a shape other than ``[N, 3, H, W]``, an empty batch, or NaN/inf values.
+    """
+    if not isinstance(images, Tensor):
+        raise ValueError(f"expected a torch tensor of images [N, 3, H, W], got {type(images).__name__}")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected RGB images of shape [N, 3, H, W], got {list(images.shape)}")
+    if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"expected a non-empty batch of images, got shape {list(images.shape)}")
+    if images.dtype == torch.uint8:
+        images = images.float() / 127.5 - 1  # [N, 3, H, W]
+    elif images.is_floating_point():
+        images = images.float()
+        if not torch.isfinite(images).all():
+            raise ValueError("images contain NaN or infinite values")
+    else:
+        raise ValueError(f"expected uint8 or floating-point images, got dtype {images.dtype}")
+    return resize_to_input(images)
+
+
+def resize_to_input(images: Tensor) -> Tensor:
+    """``[N, 3, H, W]`` -> ``[N, 3, 64, 64]``: area interpolation to shrink, bilinear to enlarge."""
+    height, width = images.shape[-2:]
+    if (height, width) == (INPUT_SIZE, INPUT_SIZE):
+        return images
+    if height >= INPUT_SIZE and width >= INPUT_SIZE:
+        return F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="area")
+    return F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+# --------------------------------------------------------------------------
+# Public functions.
+# --------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def estimate_attributes(images: Tensor, estimator: AttributeEstimator | None = None) -> Tensor:
+    """Attribute estimates ``[N, A]`` in [0, 1] (columns as ``ATTRIBUTE_NAMES``) of ``images [N, 3, H, W]``.
+
+    ``glasses_frame`` is meaningless for faces without glasses (``glasses`` < 0.5).
+    """
+    estimator = estimator or load_estimator()
+    images = as_network_input(images)  # [N, 3, 64, 64]
+    device = _device_of(estimator)
+    outputs = [estimator(chunk.to(device)).cpu() for chunk in images.split(INFERENCE_BATCH)]
+    return torch.cat(outputs).clamp_(0, 1)  # [N, A]
+
+
+@torch.no_grad()
+def attribute_features(images: Tensor, estimator: AttributeEstimator | None = None) -> Tensor:
+    """The estimator's penultimate features ``[N, F]`` of ``images [N, 3, H, W]``."""
+    estimator = estimator or load_estimator()
+    images = as_network_input(images)  # [N, 3, 64, 64]
+    device = _device_of(estimator)
+    return torch.cat([estimator.features(chunk.to(device)).cpu() for chunk in images.split(INFERENCE_BATCH)])
+
+
+@torch.no_grad()
+def segment(images: Tensor, segmenter: PartSegmenter | None = None) -> Tensor:
+    """Part labels ``Long[N, H, W]`` (indices into ``PART_NAMES``) of ``images [N, 3, H, W]``.
+
+    The segmenter works at 64x64; its logits are resized bilinearly back to ``H x W`` before the
+    argmax, so the labels follow the input's resolution.
+    """
+    segmenter = segmenter or load_segmenter()
+    size = tuple(images.shape[-2:]) if isinstance(images, Tensor) and images.dim() == 4 else None
+    images = as_network_input(images)  # [N, 3, 64, 64]
+    device = _device_of(segmenter)
+    labels = []
+    for chunk in images.split(INFERENCE_BATCH):
+        logits = segmenter(chunk.to(device))  # [n, P, 64, 64]
+        if logits.shape[-2:] != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)  # [n, P, H, W]
+        labels.append(logits.argmax(dim=1).cpu())
+    return torch.cat(labels)  # [N, H, W]
+
+
+class SynthfacesFeatureExtractor(nn.Module):
+    """The attribute estimator's penultimate layer as a feature extractor for FID/KID on this domain.
+
+    ``forward(images [N, 3, H, W]) -> [N, num_features]`` accepts uint8 in [0, 255] (what
+    ``torchmetrics`` passes to a custom ``feature=`` module) or float in [-1, 1], any size.
+    """
+
+    def __init__(self, estimator: AttributeEstimator | None = None, device: str | torch.device | None = None):
+        super().__init__()
+        self.estimator = estimator if estimator is not None else load_network(ESTIMATOR_PATH, device)
+        self.estimator.eval().requires_grad_(False)
+        self.num_features = self.estimator.num_features
+
+    def train(self, mode: bool = True) -> "SynthfacesFeatureExtractor":
+        """Stay in eval mode: BatchNorm must use its running statistics for features to be comparable."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        images = as_network_input(images).to(_device_of(self.estimator))  # [N, 3, 64, 64]
+        return self.estimator.features(images)  # [N, F]
