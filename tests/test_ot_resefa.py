@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 from otresefa.methods import RegionProblem, orient_signs, run_method
 from otresefa.methods.ot_resefa import LINE_SEARCH, objective, objective_gradient, solve
 from otresefa.methods.resefa import generalized_eigenvectors
-from otresefa.methods.sinkhorn import sinkhorn
+from otresefa.methods.sinkhorn import EXP_DOMAIN_MAX_RANGE, sinkhorn
 
 
 @pytest.fixture(autouse=True)
@@ -226,3 +227,137 @@ def test_bad_inputs():
         solve(gram_fg, gram_bg, init=torch.ones(5))
     with pytest.raises(ValueError, match="start of direction 1 lies in the span"):
         solve(gram_fg, gram_bg, num_directions=2, init=torch.stack([n, n]), max_iter=0)
+
+
+# -- the hand-written gradient (reverse pass of eqs. 24-27 and the chain rule to n) ---------------
+
+
+def autograd_objective(n, samples_fg, samples_bg, lam=2.0, sinkhorn_iters=10, within="both",
+                       normalize="none"):
+    """O(n) as plain autograd operations through the literal Sinkhorn iterations (the formulation
+    before the hand-written backward), the reference for the fast path."""
+    x, y = samples_fg @ n, samples_bg @ n
+    cost_fb = (x[:, None] - y[None, :]) ** 2
+    costs = [cost_fb, (x[:, None] - x[None, :]) ** 2]
+    if within == "both":
+        costs.append((y[:, None] - y[None, :]) ** 2)
+    if normalize == "mean_cost":
+        scale = cost_fb.mean()
+    elif normalize == "unit_rows":
+        scale = float(torch.cat([samples_fg, samples_bg]).norm(dim=1).mean()) ** 2
+    else:
+        scale = 1.0
+    transported = [(sinkhorn(cost / scale, lam, sinkhorn_iters) * cost).sum() for cost in costs]
+    return transported[0] / sum(transported[1:])
+
+
+def autograd_gradient(n, *args, **kwargs):
+    n = n.clone().requires_grad_(True)
+    value = autograd_objective(n, *args, **kwargs)
+    (grad,) = torch.autograd.grad(value, n)
+    return value.item(), grad
+
+
+@pytest.mark.parametrize("normalize", ["none", "mean_cost", "unit_rows"])
+@pytest.mark.parametrize("within", ["both", "foreground"])
+@pytest.mark.parametrize("shape", [(12, 12), (9, 13)])
+def test_hand_written_gradient_matches_autograd(normalize, within, shape):
+    generator = torch.Generator().manual_seed(21)
+    samples_fg = torch.randn(shape[0], 12, generator=generator, dtype=torch.float64)
+    samples_bg = torch.randn(shape[1], 12, generator=generator, dtype=torch.float64) * 0.7
+    n = random_unit(12, 22)
+    kwargs = dict(lam=2.0, sinkhorn_iters=10, within=within, normalize=normalize)
+    value, expected = autograd_gradient(n, samples_fg, samples_bg, **kwargs)
+    variable = n.clone().requires_grad_(True)
+    fast = objective(variable, samples_fg, samples_bg, **kwargs)
+    (grad,) = torch.autograd.grad(fast, variable)
+    assert fast.item() == pytest.approx(value, rel=1e-13)
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12 * float(expected.abs().max()))
+    _, tangent = objective_gradient(n, samples_fg, samples_bg, **kwargs)
+    torch.testing.assert_close(tangent, expected - (expected @ n) * n, rtol=1e-10,
+                               atol=1e-12 * float(expected.abs().max()))
+
+
+def test_hand_written_gradient_with_a_log_domain_problem():
+    """FF needs the log domain (lam * spread > EXP_DOMAIN_MAX_RANGE), FB and BB do not: the mixed
+    evaluation (autograd for FF only) agrees with autograd everywhere."""
+    generator = torch.Generator().manual_seed(5)
+    samples_fg = torch.randn(10, 6, generator=generator, dtype=torch.float64) * 5.0
+    samples_bg = torch.randn(10, 6, generator=generator, dtype=torch.float64) * 0.5
+    n = random_unit(6, 7)
+    x, y = samples_fg @ n, samples_bg @ n
+    spread_fg, spread_bg = float((x.max() - x.min()) ** 2), float((y.max() - y.min()) ** 2)
+    assert 2.0 * spread_fg > EXP_DOMAIN_MAX_RANGE > 2.0 * spread_bg
+    value, expected = autograd_gradient(n, samples_fg, samples_bg)
+    variable = n.clone().requires_grad_(True)
+    fast = objective(variable, samples_fg, samples_bg)
+    (grad,) = torch.autograd.grad(fast, variable)
+    assert fast.item() == pytest.approx(value, rel=1e-12)
+    torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12 * float(expected.abs().max()))
+
+
+def test_hand_written_gradient_at_512():
+    gram_fg, gram_bg = gram_pair(512, seed=1)
+    n = random_unit(512, 2)
+    value, expected = autograd_gradient(n, gram_fg, gram_bg, normalize="unit_rows")
+    variable = n.clone().requires_grad_(True)
+    fast = objective(variable, gram_fg, gram_bg, normalize="unit_rows")
+    (grad,) = torch.autograd.grad(fast, variable)
+    assert fast.item() == pytest.approx(value, rel=1e-12)
+    assert float((grad - expected).norm() / expected.norm()) < 1e-10
+
+
+def test_cost_range_is_the_exact_extremes_of_the_cost_matrix():
+    from otresefa.methods.ot_resefa import _cost_range
+
+    generator = torch.Generator().manual_seed(8)
+    first = torch.randn(2, 40, generator=generator, dtype=torch.float64)
+    second = torch.cat([torch.randn(1, 30, generator=generator, dtype=torch.float64) + 3.0,
+                        first[1:, :30]])  # disjoint classes; identical samples
+    low, high = _cost_range(first, second)
+    costs = (first[:, :, None] - second[:, None, :]).square()
+    assert torch.equal(low, costs.amin(dim=(1, 2))) and torch.equal(high, costs.amax(dim=(1, 2)))
+
+
+class AutogradEvaluator:
+    """The evaluator interface of `_ascend` on `autograd_objective` (the previous implementation)."""
+
+    def __init__(self, samples_fg, samples_bg, **kwargs):
+        self.args, self.kwargs = (samples_fg, samples_bg), kwargs
+
+    def evaluate(self, n):
+        with torch.no_grad():
+            return SimpleNamespace(n=n, value=autograd_objective(n, *self.args, **self.kwargs))
+
+    def gradient(self, point):
+        return autograd_gradient(point.n, *self.args, **self.kwargs)[1]
+
+    def release(self, point):
+        pass
+
+
+@pytest.mark.parametrize("normalize", ["none", "unit_rows", "mean_cost"])
+def test_iterates_equal_those_of_autograd(normalize):
+    """Same start, same line search: Algorithm 1 on the fast path and on autograd through the plain
+    iterations produce the same objective history to round-off."""
+    from otresefa.methods.ot_resefa import _ascend, _evaluator
+
+    gram_fg, gram_bg = gram_pair(24, seed=13)
+    start = random_unit(24, 14)
+    basis = torch.zeros(0, 24, dtype=torch.float64)
+    fast = _ascend(_evaluator(gram_fg, gram_bg, 2.0, 10, "both", normalize), start, basis, 30, 1e-9)
+    slow = _ascend(AutogradEvaluator(gram_fg, gram_bg, normalize=normalize), start, basis, 30, 1e-9)
+    assert len(fast[2]) == len(slow[2])
+    np.testing.assert_allclose(fast[2], slow[2], rtol=1e-11)
+    assert float(fast[0] @ slow[0]) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_released_points_cannot_be_differentiated():
+    from otresefa.methods.ot_resefa import _evaluator
+
+    gram_fg, gram_bg = gram_pair(6)
+    evaluator = _evaluator(gram_fg, gram_bg, 2.0, 10, "both", "none")
+    point = evaluator.evaluate(random_unit(6, 1))
+    evaluator.release(point)
+    with pytest.raises(RuntimeError, match="released"):
+        evaluator.gradient(point)
