@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from otresefa.checkpoints import BUILTIN_MODELS
-from otresefa.demo import run_demo
+from otresefa import demo
+from otresefa.checkpoints import BUILTIN_MODELS, load_generator
+from otresefa.demo import pick_seed, run_demo
 
 
 @pytest.fixture
@@ -40,5 +41,14 @@ def test_demo_writes_every_figure_and_replaces_only_its_own_output(tmp_path, tin
 def test_demo_on_the_builtin_model(tmp_path, monkeypatch):
     monkeypatch.setenv("OTRESEFA_CACHE", str(tmp_path / "cache"))
     out = run_demo(tmp_path / "demo", quick=True, progress=False)
-    notes = json.loads((out / "manifest.json").read_text())["run_params"]["notes"]
-    assert any("mouth" in note for note in notes) and any("eyes" in note for note in notes)
+    run_params = json.loads((out / "manifest.json").read_text())["run_params"]
+    assert any("mouth" in note for note in run_params["notes"]) and any("eyes" in note for note in run_params["notes"])
+    assert run_params["seed"] >= demo.DEMO_SEED and run_params["seed_choice"].startswith("first seed")
+
+
+def test_the_demo_seed_is_the_first_with_every_region_or_a_clear_error(tiny_checkpoint, monkeypatch):
+    G = load_generator(tiny_checkpoint)
+    assert pick_seed(G, 0.7) == demo.DEMO_SEED  # FFHQ preset boxes exist on every image
+    monkeypatch.setattr(demo, "DEMO_REGIONS", ("mouth", "no-such-region"))
+    with pytest.raises(ValueError, match="none of the seeds 4-7 shows every demo region"):
+        pick_seed(G, 0.7, tries=4)

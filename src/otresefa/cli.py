@@ -76,7 +76,7 @@ def _load(checkpoint: str, device: Optional[str]):
 def demo(
     out: Path = typer.Option(Path("otresefa-demo"), "--out", "-o", help="output folder"),
     checkpoint: str = typer.Option("synthfaces", "--checkpoint", help=CHECKPOINT_HELP),
-    seed: int = typer.Option(4, "--seed", "-s", help="the sample to edit"),
+    seed: Optional[int] = typer.Option(None, "--seed", "-s", help="the sample to edit (default: the first from 4 on where mouth and eyes are found)"),
     quick: bool = typer.Option(False, "--quick", help="fewer OT-ReSeFa iterations and GIF frames"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),

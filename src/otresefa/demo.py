@@ -28,6 +28,9 @@ DEMO_TITLE = "otresefa demo"
 DEMO_REGIONS = ("mouth", "eyes")
 DEMO_METHODS = {"OT-ReSeFa": "ot-resefa", "ReSeFa": "resefa"}
 DEMO_SEED = 4
+"""First seed the demo tries when none is given."""
+DEMO_SEED_TRIES = 64
+"""How many seeds from ``DEMO_SEED`` on the demo looks through for one whose regions are all found."""
 DEMO_ALPHAS = (-3.0, -1.5, 0.0, 1.5, 3.0)
 
 
@@ -40,10 +43,32 @@ def _is_earlier_demo(path: Path) -> bool:
         return False
 
 
+def pick_seed(G, truncation_psi: float, first: int = DEMO_SEED, tries: int = DEMO_SEED_TRIES) -> int:
+    """The first seed from ``first`` on whose image has every demo region.
+
+    On the built-in model the regions are segmented parts of the image, and a sample of a
+    generator can lack one (a face turned into hair, a mouth the segmenter does not see); the demo
+    edits the first sample where all of them are found.
+
+    Raises:
+        ValueError: when none of the ``tries`` seeds has them all.
+    """
+    for seed in range(first, first + tries):
+        w = w_from_seed(G, seed, truncation_psi)  # [w_dim]
+        try:
+            for region_name in DEMO_REGIONS:
+                region_for(G, w, region_name)
+        except ValueError:
+            continue
+        return seed
+    raise ValueError(f"none of the seeds {first}-{first + tries - 1} shows every demo region "
+                     f"({', '.join(DEMO_REGIONS)}); pass --seed to choose a sample")
+
+
 def run_demo(
     out: str | os.PathLike = "otresefa-demo",
     checkpoint: str = "synthfaces",
-    seed: int = DEMO_SEED,
+    seed: int | None = None,
     truncation_psi: float = 0.7,
     quick: bool = False,
     overwrite: bool = False,
@@ -52,16 +77,21 @@ def run_demo(
 ) -> Path:
     """Run the demo into ``out`` and return its path.
 
-    ``quick`` shortens OT-ReSeFa to 20 iterations and the GIF to 9 frames (used by the tests).  An
-    existing ``out`` is replaced only when ``overwrite`` or when it is an earlier demo's output.
+    ``seed`` = None edits :func:`pick_seed`'s sample.  ``quick`` shortens OT-ReSeFa to 20
+    iterations and the GIF to 9 frames (used by the tests).  An existing ``out`` is replaced only
+    when ``overwrite`` or when it is an earlier demo's output.
     """
     started = time.perf_counter()
     out = Path(out)
     G = load_generator(checkpoint, device=device)
+    seed_choice = "given"
+    if seed is None:
+        seed, seed_choice = pick_seed(G, truncation_psi), f"first seed >= {DEMO_SEED} showing every region"
     w = w_from_seed(G, seed, truncation_psi)  # [w_dim]
     J = jacobian(G, w, size=G.img_resolution, cache=True, progress=progress)  # [R, R, w_dim]
     ot_options = {"max_iter": 20} if quick else {}
-    run_params = {"checkpoint": G.checkpoint_id, "seed": seed, "truncation_psi": truncation_psi,
+    run_params = {"checkpoint": G.checkpoint_id, "seed": seed, "seed_choice": seed_choice,
+                  "truncation_psi": truncation_psi,
                   "regions": list(DEMO_REGIONS), "methods": DEMO_METHODS, "alphas": list(DEMO_ALPHAS),
                   "quick": quick}
     notes: list[str] = []
