@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -262,3 +263,20 @@ def test_the_built_in_domain_is_consistent():
     images = domain.real_images(4, 0, 64)  # [4, 3, 64, 64]
     assert domain.estimate_attributes(images).shape == (4, len(domain.attribute_names))
     assert domain.features()(images).shape[0] == 4
+
+
+def test_a_region_missing_from_every_discovery_image_fails_only_its_own_cells(tmp_path, generator):
+    def named_region(parts, name):
+        if name == "nose":
+            raise ValueError("region 'nose': the part 'nose' was not found in this image")
+        return parts_region(parts, [1], name)
+
+    domain = dataclasses.replace(ToyDomain.make(), named_region=named_region, region_names=("mouth", "nose"),
+                                 main_attributes={"mouth": ("mouth_level",), "nose": ("mouth_level",)},
+                                 sign_names={}, revealed_parts={})
+    config = small_config(tmp_path, generator, domain=domain, regions=("nose", "mouth"), methods=("resefa",),
+                          features="auto", signs=(1,))
+    results = run_benchmark(config)
+    by_region = {c["region"]: c for c in results.cells if c["method"] == "ReSeFa"}
+    assert "found in none of the discovery seeds' images" in by_region["nose"]["error"]
+    assert not by_region["mouth"].get("error") and by_region["mouth"]["metrics"]

@@ -855,9 +855,10 @@ class _Run:
             self._samples[key] = _Samples(ws, images, parts, attributes, valid, regions)
         return self._samples[key]
 
-    def grams(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Per region label, ``(A_F, A_B)`` averaged over the discovery seeds; each Jacobian is
-        computed (or read from the cache) once for all regions and then dropped."""
+    def grams(self) -> dict[str, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Per region label, ``(A_F, A_B)`` averaged over the discovery seeds (None: the region is in
+        none of their images); each Jacobian is computed (or read from the cache) once for all
+        regions and then dropped."""
         if self._grams is None:
             plan, config = self.plan, self.plan.config
             sums: dict[str, list] = {e.label: [] for e in plan.regions}
@@ -872,14 +873,18 @@ class _Run:
                     region = self._discovery_region(entry, None if parts is None else parts[index])
                     if region is not None:
                         sums[entry.label].append(region_grams(J, region.mask))
-            self._grams = {}
-            for entry in plan.regions:
-                pairs = sums[entry.label]
-                if not pairs:
-                    raise ValueError(f"region {entry.label!r} was found in none of the discovery seeds' images")
-                self._grams[entry.label] = (torch.stack([p[0] for p in pairs]).mean(0),
-                                            torch.stack([p[1] for p in pairs]).mean(0))
+            # None marks a region found in no discovery image: its cells fail, the others go on
+            self._grams = {label: (torch.stack([p[0] for p in pairs]).mean(0), torch.stack([p[1] for p in pairs]).mean(0))
+                           if pairs else None for label, pairs in sums.items()}
         return self._grams
+
+    def region_grams(self, entry: _RegionEntry) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A_F, A_B)`` of one region; a ValueError when no discovery image showed it."""
+        grams = self.grams()[entry.label]
+        if grams is None:
+            raise ValueError(f"region {entry.label!r} was found in none of the discovery seeds' images "
+                             f"(seeds {', '.join(map(str, self.plan.discovery_seeds))})")
+        return grams
 
     def _discovery_region(self, entry: _RegionEntry, part_map: torch.Tensor | None) -> Region | None:
         if not entry.per_image:
@@ -935,7 +940,7 @@ class _Run:
     def _candidates(self, spec: MethodSpec, entry: _RegionEntry, method_seed: int) -> tuple[torch.Tensor, list]:
         cache_key = (spec.label, entry.label, method_seed)
         if cache_key not in self._candidate_cache:
-            gram_fg, gram_bg = self.grams()[entry.label]
+            gram_fg, gram_bg = self.region_grams(entry)
             count = self.plan.config.global_candidates if method_needs(spec.method) == "generator" \
                 else self.plan.config.num_candidates
             result = run_method(spec.method, RegionProblem(gram_fg, gram_bg, generator=self.G),
