@@ -27,14 +27,22 @@ def save_generator(G: Generator, path: str | Path, metadata: dict | None = None,
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    return save_module(G, path, FORMAT, FORMAT_VERSION, metadata)
+
+
+def save_module(module: torch.nn.Module, path: str | Path, format_name: str, format_version: int,
+                metadata: dict | None = None) -> Path:
+    """Write a module that has ``init_kwargs`` to ``path`` atomically: its state dict as safetensors,
+    ``format``, ``format_version``, ``init_kwargs`` and ``metadata`` as JSON strings in the header."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {
-        "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
-        "init_kwargs": json.dumps(G.init_kwargs),
+        "format": format_name,
+        "format_version": str(format_version),
+        "init_kwargs": json.dumps(module.init_kwargs),
         "metadata": json.dumps(metadata or {}),
     }
-    tensors = {name: t.detach().cpu().contiguous() for name, t in G.state_dict().items()}
+    tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata=header)
     os.replace(tmp, path)

@@ -17,15 +17,16 @@ resized to 64 (area interpolation when shrinking, bilinear when enlarging).
 from __future__ import annotations
 
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 from torch import Tensor, nn
+
+from otresefa.checkpoints.native import save_module
 
 from .attributes import NUM_ATTRIBUTES
 from .renderer import PART_NAMES
@@ -168,19 +169,7 @@ _FORMATS = {AttributeEstimator: ESTIMATOR_FORMAT, PartSegmenter: SEGMENTER_FORMA
 
 def save_network(model: AttributeEstimator | PartSegmenter, path: str | Path, metadata: dict | None = None) -> Path:
     """Write ``model`` to ``path`` (safetensors, architecture and ``metadata`` in the header), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = {
-        "format": _FORMATS[type(model)],
-        "format_version": str(FORMAT_VERSION),
-        "init_kwargs": json.dumps(model.init_kwargs),
-        "metadata": json.dumps(metadata or {}),
-    }
-    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(temporary), metadata=header)
-    os.replace(temporary, path)
-    return path
+    return save_module(model, path, _FORMATS[type(model)], FORMAT_VERSION, metadata)
 
 
 def load_network(path: str | Path, device: str | torch.device | None = None) -> AttributeEstimator | PartSegmenter:
