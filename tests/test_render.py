@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 
 import imageio.v3 as iio
@@ -9,6 +11,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from otresefa.editing import edit
 from otresefa.latents import w_from_seed
@@ -195,3 +198,12 @@ def test_a_direction_of_the_wrong_dimension_is_named(tiny_generator):
         strip(G, w_from_seed(G, 0), torch.ones(G.w_dim + 1), display_size=DISPLAY)
     with pytest.raises(ValueError, match="one direction"):
         strip(G, w_from_seed(G, 0), torch.ones(2, G.w_dim), display_size=DISPLAY)
+
+
+def test_written_files_get_the_usual_permissions_not_mkstemps(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = save_png(Image.new("RGB", (4, 4)), tmp_path / "tile.png")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

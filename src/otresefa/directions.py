@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from otresefa.render.images import file_mode
+
 __all__ = ["Directions", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "otresefa-directions"
@@ -72,6 +74,7 @@ def _write_atomic(target: Path, write) -> None:
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temp_name, file_mode())
         os.replace(temp_name, target)
     except BaseException:
         if os.path.exists(temp_name):

@@ -231,6 +231,14 @@ def draw_mask_outline(image: Image.Image, mask: torch.Tensor | np.ndarray, color
     return Image.fromarray(pixels)
 
 
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file (0o666 less the umask):
+    ``tempfile.mkstemp`` makes its files 0o600, which must not leak into the user's outputs."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, so writers pick the right format) and
@@ -242,6 +250,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temp_name)
+        os.chmod(temp_name, file_mode())
         os.replace(temp_name, path)
     finally:
         if os.path.exists(temp_name):
