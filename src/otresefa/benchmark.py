@@ -262,9 +262,10 @@ SYNTHFACES_MAIN_ATTRIBUTES = {"mouth": ("mouth_open",), "eyes": ("eye_size",), "
 def synthfaces_domain(device: str | torch.device | None = None) -> Domain:
     """The built-in face domain: per-image regions from the segmenter, attributes from the
     estimator, real images from the renderer, features from the estimator's penultimate layer."""
-    from otresefa.synthfaces import ATTRIBUTE_NAMES, PART_NAMES, attribute_index, render, sample_attributes
+    from otresefa.synthfaces import ATTRIBUTE_NAMES, PART_NAMES, attribute_visibility
     from otresefa.synthfaces.perception import (ESTIMATOR_PATH, SEGMENTER_PATH, SynthfacesFeatureExtractor,
                                                 estimate_attributes, load_estimator, load_segmenter, segment)
+    from otresefa.synthfaces.quality import rendered_images
     from otresefa.synthfaces.regions import SYNTHFACE_REGIONS, synthface_region
 
     missing = [str(p) for p in (ESTIMATOR_PATH, SEGMENTER_PATH) if not Path(p).is_file()]
@@ -272,12 +273,6 @@ def synthfaces_domain(device: str | torch.device | None = None) -> Domain:
         raise FileNotFoundError(f"the built-in face domain's perception networks are missing from the installation: "
                                 f"{', '.join(missing)}")
     estimator, segmenter = load_estimator(device), load_segmenter(device)
-    glasses, frame = attribute_index("glasses"), attribute_index("glasses_frame")
-
-    def valid(attributes: torch.Tensor) -> torch.Tensor:  # [N, A] -> bool [N, A]
-        mask = torch.ones_like(attributes, dtype=torch.bool)
-        mask[:, frame] = attributes[:, glasses] >= 0.5  # a frame's thickness means nothing without glasses
-        return mask
 
     return Domain(
         name="synthfaces",
@@ -287,11 +282,11 @@ def synthfaces_domain(device: str | torch.device | None = None) -> Domain:
         part_names=tuple(PART_NAMES),
         estimate_attributes=lambda images: estimate_attributes(images, estimator),
         attribute_names=tuple(ATTRIBUTE_NAMES),
-        attribute_valid=valid,
+        attribute_valid=attribute_visibility,  # a frame's thickness means nothing without glasses
         main_attributes=SYNTHFACES_MAIN_ATTRIBUTES,
         sign_names={"mouth": ("close", "open"), "eyes": ("smaller", "larger"), "nose": ("smaller", "larger")},
         revealed_parts={"mouth": ("mouth_cavity", "teeth", "tongue")},
-        real_images=lambda n, seed, size: render(sample_attributes(n, seed), size).images,
+        real_images=lambda n, seed, size: rendered_images(n, seed, size),
         features=lambda: SynthfacesFeatureExtractor(estimator),
         reference_edit=synthfaces_reference_edit,
     )
@@ -1140,46 +1135,44 @@ def run_benchmark(config: BenchmarkConfig | Mapping[str, Any]) -> BenchmarkResul
     computed = reused = 0
     bar = tqdm(total=len(jobs) * len(plan.signs) + len(plan.seeds), desc="benchmark cells", unit="cell",
                disable=not config.progress)
-    for seed in plan.seeds:
-        key = run.cell_key(kind="no-edit", seed=seed)
-        path = plan.out / "cells" / f"no-edit__s{seed}.json"
+
+    def take_cell(path: Path, key: str, compute: Callable[[], dict]) -> None:
+        """The cell stored at ``path`` when its key matches, else ``{"key": key, **compute()}``, stored."""
+        nonlocal computed, reused
         cell = _read_cell(path, key)
         if cell is None:
-            cell = {"key": key, "method": "no edit", "method_spec": "none", "region": "-", "sign": 0,
-                    "column": "all", "seed": seed, "metrics": run.no_edit(seed)}
+            cell = {"key": key, **compute()}
             _write_json(path, cell)
             computed += 1
         else:
             reused += 1
         cells.append(cell)
         bar.update()
+
+    def edit_cell(spec: MethodSpec, entry: _RegionEntry, sign: int, seed: int, stem: str) -> dict:
+        bar.set_postfix_str(f"{spec.label}, {entry.label} {'+' if sign > 0 else '-'}, seed {seed}")
+        cell = {"method": spec.label, "method_spec": spec.text, "region": entry.label,
+                "sign": sign, "column": _column(run.domain, entry, sign, oriented), "seed": seed}
+        found = run.direction(spec, entry, seed)
+        if "error" in found:
+            return {**cell, "error": found["error"], "metrics": {}}
+        # examples of the first replicate only: the others look alike and would only add files
+        example = f"examples/{stem}.png" if seed == plan.seeds[0] else None
+        return {**cell, "metrics": run.evaluate(entry, sign, seed, found, example and plan.out / example,
+                                                f"{spec.label}: {cell['column']}, seed {seed}"),
+                "direction": {"candidate": found["candidate"], "region_ratio": found["region_ratio"],
+                              "flipped": found["flipped"]}, "example": example}
+
+    for seed in plan.seeds:
+        take_cell(plan.out / "cells" / f"no-edit__s{seed}.json", run.cell_key(kind="no-edit", seed=seed),
+                  lambda: {"method": "no edit", "method_spec": "none", "region": "-", "sign": 0, "column": "all",
+                           "seed": seed, "metrics": run.no_edit(seed)})
     for spec, entry, seed in jobs:
         for sign in plan.signs:
             key = run.cell_key(kind="edit", method=spec.text, region=entry.label, region_spec=_region_id(entry),
                                target=run.targets[entry.label], sign=sign, seed=seed)
             stem = f"{spec.file_stem}__{_safe(entry.label)}__{'plus' if sign > 0 else 'minus'}__s{seed}"
-            path = plan.out / "cells" / f"{stem}.json"
-            cell = _read_cell(path, key)
-            if cell is None:
-                bar.set_postfix_str(f"{spec.label}, {entry.label} {'+' if sign > 0 else '-'}, seed {seed}")
-                cell = {"key": key, "method": spec.label, "method_spec": spec.text, "region": entry.label,
-                        "sign": sign, "column": _column(run.domain, entry, sign, oriented), "seed": seed}
-                found = run.direction(spec, entry, seed)
-                if "error" in found:
-                    cell.update(error=found["error"], metrics={})
-                else:
-                    # examples of the first replicate only: the others look alike and would only add files
-                    example = f"examples/{stem}.png" if seed == plan.seeds[0] else None
-                    cell.update(metrics=run.evaluate(entry, sign, seed, found, example and plan.out / example,
-                                                     f"{spec.label}: {cell['column']}, seed {seed}"),
-                                direction={"candidate": found["candidate"], "region_ratio": found["region_ratio"],
-                                           "flipped": found["flipped"]}, example=example)
-                _write_json(path, cell)
-                computed += 1
-            else:
-                reused += 1
-            cells.append(cell)
-            bar.update()
+            take_cell(plan.out / "cells" / f"{stem}.json", key, lambda: edit_cell(spec, entry, sign, seed, stem))
     bar.close()
 
     summary = _summarise(cells)

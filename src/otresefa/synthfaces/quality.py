@@ -17,7 +17,7 @@ from scipy.stats import wasserstein_distance
 
 from otresefa.editing import render_ws
 from otresefa.models import Generator
-from otresefa.synthfaces.attributes import ATTRIBUTE_NAMES, attribute_index, sample_attributes
+from otresefa.synthfaces.attributes import ATTRIBUTE_NAMES, attribute_visibility, sample_attributes
 from otresefa.synthfaces.perception import estimate_attributes, segment
 from otresefa.synthfaces.regions import MIN_SEGMENTED_FRACTION
 from otresefa.synthfaces.renderer import part_index, render
@@ -48,12 +48,10 @@ def attribute_distances(generated: torch.Tensor, rendered: torch.Tensor) -> dict
     without them).
     """
     est_gen, est_ren = estimate_attributes(generated), estimate_attributes(rendered)  # [N, A], [M, A]
-    glasses = attribute_index("glasses")
+    visible_gen, visible_ren = attribute_visibility(est_gen), attribute_visibility(est_ren)  # bool [N, A], [M, A]
     distances = {}
     for index, name in enumerate(ATTRIBUTE_NAMES):
-        a, b = est_gen[:, index], est_ren[:, index]
-        if name == "glasses_frame":
-            a, b = a[est_gen[:, glasses] >= 0.5], b[est_ren[:, glasses] >= 0.5]
+        a, b = est_gen[visible_gen[:, index], index], est_ren[visible_ren[:, index], index]
         distances[name] = float(wasserstein_distance(a.numpy(), b.numpy())) if len(a) and len(b) else float("nan")
     return distances
 
