@@ -340,12 +340,12 @@ class AutogradEvaluator:
 def test_iterates_equal_those_of_autograd(normalize):
     """Same start, same line search: Algorithm 1 on the fast path and on autograd through the plain
     iterations produce the same objective history to round-off."""
-    from otresefa.methods.ot_resefa import _ascend, _evaluator
+    from otresefa.methods.ot_resefa import _ascend, _Evaluator
 
     gram_fg, gram_bg = gram_pair(24, seed=13)
     start = random_unit(24, 14)
     basis = torch.zeros(0, 24, dtype=torch.float64)
-    fast = _ascend(_evaluator(gram_fg, gram_bg, 2.0, 10, "both", normalize), start, basis, 30, 1e-9)
+    fast = _ascend(_Evaluator(gram_fg, gram_bg, 2.0, 10, "both", normalize), start, basis, 30, 1e-9)
     slow = _ascend(AutogradEvaluator(gram_fg, gram_bg, normalize=normalize), start, basis, 30, 1e-9)
     assert len(fast[2]) == len(slow[2])
     np.testing.assert_allclose(fast[2], slow[2], rtol=1e-11)
@@ -353,10 +353,10 @@ def test_iterates_equal_those_of_autograd(normalize):
 
 
 def test_released_points_cannot_be_differentiated():
-    from otresefa.methods.ot_resefa import _evaluator
+    from otresefa.methods.ot_resefa import _Evaluator
 
     gram_fg, gram_bg = gram_pair(6)
-    evaluator = _evaluator(gram_fg, gram_bg, 2.0, 10, "both", "none")
+    evaluator = _Evaluator(gram_fg, gram_bg, 2.0, 10, "both", "none")
     point = evaluator.evaluate(random_unit(6, 1))
     evaluator.release(point)
     with pytest.raises(RuntimeError, match="released"):

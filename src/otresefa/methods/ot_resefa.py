@@ -296,10 +296,6 @@ class _Objective(torch.autograd.Function):
         return grad_value * ctx.evaluator.gradient(ctx.point), None, None
 
 
-def _evaluator(F, B, lam: float, sinkhorn_iters: int, within: str, normalize: str) -> _Evaluator:
-    return _Evaluator(F, B, lam, sinkhorn_iters, within, normalize)
-
-
 def objective(n: torch.Tensor, F: torch.Tensor, B: torch.Tensor, lam: float = 2.0,
               sinkhorn_iters: int = 10, within: str = "both", normalize: str = "none") -> torch.Tensor:
     """OT-ReSeFa objective ``O(n)`` of eq. 13 (``within="both"``) or eq. 16 (``"foreground"``).
@@ -308,7 +304,7 @@ def objective(n: torch.Tensor, F: torch.Tensor, B: torch.Tensor, lam: float = 2.
     scalar tensor, differentiable with respect to ``n`` through the Sinkhorn iterations (by the
     hand-written reverse pass of eqs. 24-27 in the exp domain, by autograd in the log domain).
     """
-    evaluator = _evaluator(F, B, lam, sinkhorn_iters, within, normalize)
+    evaluator = _Evaluator(F, B, lam, sinkhorn_iters, within, normalize)
     n = torch.as_tensor(n, dtype=torch.float64)
     point = evaluator.evaluate(n)
     if not n.requires_grad:
@@ -332,7 +328,7 @@ def objective_gradient(n: torch.Tensor, F: torch.Tensor, B: torch.Tensor, lam: f
     eqs. 24-27, hand-written reverse pass; autograd in the log domain) projected on the tangent
     space ``{t : t^T n = 0}``; ``n`` [d] must be a unit vector.
     """
-    evaluator = _evaluator(F, B, lam, sinkhorn_iters, within, normalize)
+    evaluator = _Evaluator(F, B, lam, sinkhorn_iters, within, normalize)
     n = torch.as_tensor(n, dtype=torch.float64).detach()
     point = evaluator.evaluate(n)
     no_basis = torch.zeros(0, n.shape[0], dtype=torch.float64)  # [0, d]
@@ -451,7 +447,7 @@ def solve(F: torch.Tensor, B: torch.Tensor, lam: float = 2.0, sinkhorn_iters: in
         Directions are returned with the sign of the optimiser; see
         :func:`otresefa.methods.orient_signs` for the canonical sign.
     """
-    evaluator = _evaluator(F, B, lam, sinkhorn_iters, within, normalize)
+    evaluator = _Evaluator(F, B, lam, sinkhorn_iters, within, normalize)
     samples_fg, samples_bg = evaluator.samples_fg, evaluator.samples_bg
     dim = samples_fg.shape[1]
     if not 1 <= num_directions <= dim:
