@@ -67,7 +67,7 @@ def test_save_refuses_to_overwrite(tmp_path):
 
 def test_save_rejects_unserialisable_metadata_before_writing(tmp_path):
     directions = Directions(torch.ones(1, 4), [1.0], {"generator": object()})
-    with pytest.raises(TypeError, match="not JSON-serialisable"):
+    with pytest.raises(TypeError, match="object cannot be recorded"):
         directions.save(tmp_path / "d")
     assert list(tmp_path.iterdir()) == []
 

@@ -1,4 +1,4 @@
-"""otresefa: local image editing with StyleGAN2 generators.
+"""otresefa: local image editing with StyleGAN generators.
 
 Region semantic discovery by optimal transport (OT-ReSeFa) and its baselines. The public API reads
 like the paper::
@@ -10,31 +10,44 @@ like the paper::
     J = otresefa.jacobian(G, w)                            # d image / d w, [H, W, 512]  (sec. 3.1)
     n = otresefa.discover(J, "mouth", method="ot-resefa")  # Algorithm 1 (sec. 3.3)
     images = otresefa.edit(G, w, n, alphas=[-3, 0, 3])     # eq. 1
+
+The names are imported on first use, so ``import otresefa`` (and the command line's ``--help``)
+does not pay for importing PyTorch.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from otresefa.checkpoints import load_generator  # noqa: E402
-from otresefa.directions import Directions  # noqa: E402
-from otresefa.discovery import discover  # noqa: E402
-from otresefa.editing import edit  # noqa: E402
-from otresefa.jacobian import jacobian, load_jacobian, region_grams, save_jacobian  # noqa: E402
-from otresefa.latents import w_from_seed, ws_from_seed, z_from_seed  # noqa: E402
-from otresefa.regions import Region, resolve_region  # noqa: E402
+import importlib
+from typing import Any
 
-__all__ = [
-    "Directions",
-    "Region",
-    "__version__",
-    "discover",
-    "edit",
-    "jacobian",
-    "load_generator",
-    "load_jacobian",
-    "region_grams",
-    "resolve_region",
-    "save_jacobian",
-    "w_from_seed",
-    "ws_from_seed",
-    "z_from_seed",
-]
+from otresefa._version import __version__
+
+_PUBLIC = {
+    "Directions": "otresefa.directions",
+    "Region": "otresefa.regions",
+    "discover": "otresefa.discovery",
+    "edit": "otresefa.editing",
+    "jacobian": "otresefa.jacobian",
+    "load_generator": "otresefa.checkpoints",
+    "load_jacobian": "otresefa.jacobian",
+    "region_grams": "otresefa.jacobian",
+    "resolve_region": "otresefa.regions",
+    "save_jacobian": "otresefa.jacobian",
+    "w_from_seed": "otresefa.latents",
+    "ws_from_seed": "otresefa.latents",
+    "z_from_seed": "otresefa.latents",
+}
+
+__all__ = ["__version__", *sorted(_PUBLIC)]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'otresefa' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

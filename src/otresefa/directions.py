@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from otresefa.render.images import file_mode
+from otresefa._version import __version__
+from otresefa.io import atomic_path, json_ready
 
 __all__ = ["Directions", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "otresefa-directions"
 FORMAT_VERSION = 1
-
-
-def _library_version() -> str:
-    from otresefa import __version__
-
-    return __version__
 
 
 def _check_vectors(vectors: torch.Tensor, source: str) -> torch.Tensor:
@@ -48,38 +42,12 @@ def _check_vectors(vectors: torch.Tensor, source: str) -> torch.Tensor:
     return (vectors / norms).to(torch.float32).contiguous()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"metadata value of type {type(value).__name__} is not JSON-serialisable")
-
-
 def _file_pair(path: str | os.PathLike) -> tuple[Path, Path]:
     """``(NAME.npy, NAME.json)`` for ``NAME``, ``NAME.npy`` or ``NAME.json``."""
     path = Path(path)
     if path.suffix in (".npy", ".json"):
         path = path.with_suffix("")
     return path.with_name(path.name + ".npy"), path.with_name(path.name + ".json")
-
-
-def _write_atomic(target: Path, write) -> None:
-    """Write via ``write(file)`` to a temporary file in ``target``'s folder, then rename it over."""
-    handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp_name, file_mode())
-        os.replace(temp_name, target)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
 
 
 @dataclass
@@ -130,7 +98,7 @@ class Directions:
             existing = [str(p) for p in (npy_path, json_path) if p.exists()]
             if existing:
                 raise FileExistsError(f"{', '.join(existing)} already exist(s); pass overwrite=True")
-        metadata = {"library_version": _library_version(), **self.metadata}
+        metadata = {"library_version": __version__, **self.metadata}
         sidecar = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -139,11 +107,13 @@ class Directions:
             "scores": [None if math.isnan(s) else s for s in self.scores.tolist()],
             "metadata": metadata,
         }
-        text = json.dumps(sidecar, indent=2, default=_json_default, allow_nan=False)  # before writing
+        text = json.dumps(json_ready(sidecar), indent=2, allow_nan=False)  # before writing
         npy_path.parent.mkdir(parents=True, exist_ok=True)
         array = self.vectors.numpy().astype(np.float32)
-        _write_atomic(npy_path, lambda file: np.save(file, array, allow_pickle=False))
-        _write_atomic(json_path, lambda file: file.write(text.encode("utf-8")))
+        with atomic_path(npy_path) as temporary:
+            np.save(temporary, array, allow_pickle=False)
+        with atomic_path(json_path) as temporary:
+            temporary.write_text(text, encoding="utf-8")
         return npy_path, json_path
 
     @classmethod

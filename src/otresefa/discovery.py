@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
-from otresefa import __version__
+from otresefa._version import __version__
 from otresefa.directions import Directions
 from otresefa.jacobian import generator_fingerprint, region_grams
 from otresefa.methods import RegionProblem, method_needs, method_options, run_method

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch.func import jvp, vmap
 from tqdm.auto import tqdm
 
+from otresefa.io import atomic_path, tensors_fingerprint
 from otresefa.models import Generator, layer_mask
 
 SPACES = ("w", "z")
@@ -139,11 +140,7 @@ def generator_fingerprint(G: Generator) -> str:
     checkpoint_id = getattr(G, "checkpoint_id", None)
     if checkpoint_id:
         return str(checkpoint_id)
-    digest = hashlib.sha256()
-    for name, tensor in sorted(G.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return tensors_fingerprint(G.state_dict())
 
 
 def jacobian_cache_key(G, latent, size, layers, space, truncation_psi, noise_mode) -> str:
@@ -158,11 +155,8 @@ def jacobian_cache_key(G, latent, size, layers, space, truncation_psi, noise_mod
 def save_jacobian(path: str | Path, J: torch.Tensor) -> Path:
     """Write ``J [H, W, dim]`` as float32 ``.npy`` (atomically: a temporary file, then a rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
         np.save(handle, J.detach().cpu().numpy().astype(np.float32))
-    os.replace(tmp, path)
     return path
 
 

@@ -20,34 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
-import torch
-
-from otresefa.render.images import atomic_path, save_png
+from otresefa._version import __version__
+from otresefa.io import atomic_path, json_ready
+from otresefa.render.images import save_png
 from otresefa.render.report import write_index_html
 
 MANIFEST_NAME = "manifest.json"
 INDEX_NAME = "index.html"
-
-
-def json_ready(value: Any) -> Any:
-    """``value`` with tensors, arrays, numpy scalars, paths and tuples turned into JSON types
-    (NaN and inf become None)."""
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return json_ready(value.tolist())
-    if isinstance(value, np.generic):
-        return json_ready(value.item())
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(key): json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(item) for item in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None  # JSON has no NaN/inf; an undefined number is recorded as null
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    raise TypeError(f"a {type(value).__name__} cannot be recorded as a parameter; convert it to text or numbers")
 
 
 @dataclass
@@ -140,8 +119,6 @@ class OutputFolder:
 
     def manifest(self) -> dict:
         """What ``manifest.json`` holds: title, time, library version, run parameters, files."""
-        from otresefa import __version__
-
         return {"title": self.title, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "library_version": __version__, "run_params": json_ready(self.run_params),
                 "files": [asdict(entry) for entry in self.entries]}

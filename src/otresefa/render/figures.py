@@ -23,12 +23,12 @@ from matplotlib import colormaps
 from PIL import Image
 
 from otresefa.editing import edit
+from otresefa.io import atomic_path
 from otresefa.metrics.locality import change_outside_fraction, region_mask
 from otresefa.models import Generator
 from otresefa.regions import Region
 from otresefa.render.images import (
     DEFAULT_DISPLAY_SIZE,
-    atomic_path,
     draw_mask_outline,
     make_grid,
     tiles_from_images,

@@ -9,16 +9,16 @@ from the tile width, so it needs no font files.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from otresefa.io import atomic_path
 
 DEFAULT_DISPLAY_SIZE = 256
 RESAMPLE_FILTERS = {"nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
@@ -229,32 +229,6 @@ def draw_mask_outline(image: Image.Image, mask: torch.Tensor | np.ndarray, color
     pixels = np.array(image.convert("RGB"))  # [H, W, 3]
     pixels[mask_boundary(big, width)] = color
     return Image.fromarray(pixels)
-
-
-def file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give a new file (0o666 less the umask):
-    ``tempfile.mkstemp`` makes its files 0o600, which must not leak into the user's outputs."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix, so writers pick the right format) and
-    rename it over ``path`` when the block succeeds; on an error the temporary file is removed and
-    any earlier ``path`` is left as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(handle)
-    try:
-        yield Path(temp_name)
-        os.chmod(temp_name, file_mode())
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
 
 
 def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
