@@ -71,7 +71,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from otresefa.jacobian import jacobian, region_grams  # noqa: E402
+from otresefa.grams import region_grams  # noqa: E402
+from otresefa.jacobian import jacobian  # noqa: E402
 from otresefa.latents import w_from_seed  # noqa: E402
 from otresefa.methods import RegionProblem, available_methods, run_method  # noqa: E402
 from otresefa.methods.ot_resefa import objective, solve  # noqa: E402
@@ -130,7 +131,7 @@ def timed(function):
 
 
 def pot_objective(direction: np.ndarray, samples_fg: np.ndarray, samples_bg: np.ndarray, lam: float,
-                  sinkhorn_iters: int) -> float:
+                  sinkhorn_iter: int) -> float:
     """POT's WDA criterion, inverted (between / within), at a unit direction [d]: float32 data,
     POT's own ``k``-iteration Sinkhorn and squared projected distances, as inside ``ot.dr.wda``."""
     import ot.dr
@@ -142,7 +143,7 @@ def pot_objective(direction: np.ndarray, samples_fg: np.ndarray, samples_bg: np.
     for i in range(2):
         for j in range(i, 2):
             cost = ot.dr.dist(projected[i], projected[j])
-            plan = ot.dr.sinkhorn(weights[i], weights[j], cost, 1 / lam, sinkhorn_iters)
+            plan = ot.dr.sinkhorn(weights[i], weights[j], cost, 1 / lam, sinkhorn_iter)
             terms[i, j] = float(np.sum(plan * cost))
     return terms[0, 1] / (terms[0, 0] + terms[1, 1])
 
@@ -193,7 +194,7 @@ def main(args: argparse.Namespace) -> str:
             cpus.append(cpu)
         score = float(result.scores[0])
         ot_score = float(objective(result.vectors[0].double(), problem.gram_fg, problem.gram_bg,
-                                   lam=args.lam, sinkhorn_iters=args.sinkhorn_iters, normalize="unit_rows"))
+                                   lam=args.lam, sinkhorn_iter=args.sinkhorn_iter, normalize="unit_rows"))
         method_rows.append((name, statistics.median(walls), statistics.median(cpus), score, ot_score))
         print(f"{name}: wall {statistics.median(walls):.3f} s, cpu {statistics.median(cpus):.3f} s, "
               f"score {score:.6g}, O(n) {ot_score:.6f}", flush=True)
@@ -207,14 +208,14 @@ def main(args: argparse.Namespace) -> str:
     labels = np.r_[np.zeros(samples_fg.shape[0]), np.ones(samples_bg.shape[0])]
 
     def run_ours():
-        return solve(samples_fg, samples_bg, lam=args.lam, sinkhorn_iters=args.sinkhorn_iters,
+        return solve(samples_fg, samples_bg, lam=args.lam, sinkhorn_iter=args.sinkhorn_iter,
                      max_iter=args.max_iter, normalize="none", seed=0)
 
     def run_pot():
         np.random.seed(0)  # pymanopt's start
         log = io.StringIO()
         with contextlib.redirect_stdout(log):  # verbose=1: pymanopt reports its stopping iteration
-            projection, _ = ot.dr.wda(data.copy(), labels, p=1, reg=1 / args.lam, k=args.sinkhorn_iters,
+            projection, _ = ot.dr.wda(data.copy(), labels, p=1, reg=1 / args.lam, k=args.sinkhorn_iter,
                                       maxiter=args.max_iter, verbose=1)
         direction = torch.as_tensor(projection[:, 0], dtype=torch.float64)
         stop = re.search(r"Terminated - ([^\n]*?)(?:,| after) [\d.]+ seconds", log.getvalue())
@@ -236,9 +237,9 @@ def main(args: argparse.Namespace) -> str:
     scores = {}
     for label, direction in (("OT-ReSeFa", ours_direction), ("POT ot.dr.wda", pot)):
         by_ours = float(objective(direction, samples_fg, samples_bg, lam=args.lam,
-                                  sinkhorn_iters=args.sinkhorn_iters, normalize="none"))
+                                  sinkhorn_iter=args.sinkhorn_iter, normalize="none"))
         by_pot = pot_objective(direction.numpy(), samples_fg.numpy(), samples_bg.numpy(), args.lam,
-                               args.sinkhorn_iters)
+                               args.sinkhorn_iter)
         scores[label] = (by_ours, by_pot)
     cosine = abs(float(ours_direction @ pot))
     medians = {key: (statistics.median(walls), statistics.median(cpus)) for key, (walls, cpus) in times.items()}
@@ -264,7 +265,7 @@ def main(args: argparse.Namespace) -> str:
           for name, wall, cpu, score, ot_score in method_rows),
         "",
         f"### OT-ReSeFa vs POT WDA (same samples: `A_F`, `A_B` / mean row norm {scale:.4g}; lam = {args.lam:g}, "
-        f"POT reg = {1 / args.lam:g}, k = {args.sinkhorn_iters}, {args.max_iter} iterations; "
+        f"POT reg = {1 / args.lam:g}, k = {args.sinkhorn_iter}, {args.max_iter} iterations; "
         f"alternating runs, median of {args.wda_repeats})",
         "",
         "| solver | wall s | CPU s | O by OT-ReSeFa's `objective` (float64) | O by POT's definition (float32) |",

@@ -4,12 +4,14 @@ planted local direction by the region methods on a synthetic linear generator.""
 import json
 import math
 
+import numpy as np
+
 import pytest
 import scipy.linalg
 import torch
 
-from otresefa.methods import (RegionProblem, available_methods, method_needs, method_options,
-                              orient_signs, run_method)
+from otresefa.methods import available_methods, method_needs, method_options, run_method
+from otresefa.methods.base import RegionProblem, orient_signs
 from otresefa.methods.lowrankgan import rpca, scaled_sparsity
 from otresefa.methods.resefa import generalized_eigenvectors
 from otresefa.methods.sefa import style_weights
@@ -54,11 +56,11 @@ def linear_generator_grams(height=24, width=24, dim=32, num_global=3, seed=0):
 def test_registry_lists_all_methods_with_their_options():
     assert available_methods() == ["ganspace", "lowrankgan", "ot-resefa", "resefa", "sefa"]
     assert method_options("ot-resefa")["lam"] == 2.0
-    assert method_options("ot-resefa")["sinkhorn_iters"] == 10
+    assert method_options("ot-resefa")["sinkhorn_iter"] == 10
     assert method_options("ot-resefa")["max_iter"] == 100
     assert method_options("ot-resefa")["within"] == "both"
-    assert method_needs("sefa") == method_needs("ganspace") == "generator"
-    assert method_needs("resefa") == "grams"
+    assert method_needs("sefa") == method_needs("ganspace") == {"generator"}
+    assert method_needs("resefa") == {"jacobians"}
     json.dumps({name: method_options(name) for name in available_methods()})
 
 
@@ -130,7 +132,7 @@ def test_resefa_rank_deficient_background():
         run_method("resefa", problem, tau=0.0)
     automatic = run_method("resefa", problem)
     assert automatic.info["tau"] == 1e-3
-    with pytest.raises(ValueError, match="tau must be >= 0"):
+    with pytest.raises(ValueError, match="option 'tau' of method 'resefa' must be at least 0"):
         run_method("resefa", problem, tau=-1.0)
 
 
@@ -247,7 +249,7 @@ def test_ganspace_matches_pca_of_sampled_w(tiny_generator):
 
 def test_option_values_of_the_wrong_type_are_named():
     problem = RegionProblem(torch.eye(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
-    with pytest.raises(ValueError, match="option 'tau' of method 'resefa' expects a value like 0.0, got 'big'"):
+    with pytest.raises(ValueError, match="option 'tau' of method 'resefa' takes float, got 'big'"):
         run_method("resefa", problem, tau="big")
     with pytest.raises(ValueError, match="option 'max_iter' of method 'lowrankgan'"):
         run_method("lowrankgan", problem, max_iter=2.5)
@@ -255,3 +257,60 @@ def test_option_values_of_the_wrong_type_are_named():
         run_method("ot-resefa", problem, within=3)
     run_method("resefa", problem, tau=None)
     run_method("resefa", problem, tau=1e-3)
+
+
+# --- the registry's facts and its one option parser ------------------------------------------------
+
+def test_every_registered_function_takes_exactly_the_declared_options():
+    import inspect
+
+    from otresefa.methods import method_info
+
+    for name in available_methods():
+        info = method_info(name)
+        parameters = inspect.signature(info.function()).parameters.values()
+        keywords = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        assert keywords == list(info.defaults), name
+        assert all(p.default is inspect.Parameter.empty for p in parameters), f"{name}: defaults live in the registry"
+        assert info.title and info.summary
+
+
+def test_option_text_values_widget_values_and_python_values_parse_alike():
+    from otresefa.methods import method_info, parse_option_pairs
+
+    assert parse_option_pairs("ot-resefa", ["lam=4", "within=foreground", "restarts=3"]) == \
+        {"lam": 4.0, "within": "foreground", "restarts": 3}
+    assert parse_option_pairs("ot-resefa", "lam=0.5,normalize=none") == {"lam": 0.5, "normalize": "none"}
+    assert parse_option_pairs("sefa", "layers=0-2,4") == {"layers": [0, 1, 2, 4]}
+    assert parse_option_pairs("sefa", "layers=[1, 3]") == {"layers": [1, 3]}
+    assert parse_option_pairs("resefa", "tau=none") == {"tau": None}
+    info = method_info("ot-resefa")
+    assert info.parse_options({"restarts": 3.0, "lam": 4, "init": "resefa"}) == {"restarts": 3, "lam": 4.0,
+                                                                                 "init": "resefa"}
+    assert info.parse_options({"restarts": np.int64(2)}) == {"restarts": 2}
+
+
+@pytest.mark.parametrize("pairs, message", [
+    (["lam"], "method options are NAME=VALUE, got 'lam'"),
+    (["lam=-1"], "option 'lam' of method 'ot-resefa' must be at least"),
+    (["restarts=0"], "option 'restarts' of method 'ot-resefa' must be at least 1, got 0"),
+    (["restarts=1.5"], "option 'restarts' of method 'ot-resefa' takes a whole number, got 1.5"),
+    (["within=middle"], "option 'within' of method 'ot-resefa' must be one of both, foreground; got 'middle'"),
+    (["lam=nan"], "option 'lam' of method 'ot-resefa' takes float, got 'nan'"),
+    (["lambda=2"], r"unknown option\(s\) \['lambda'\] for method 'ot-resefa'"),
+    (["max_iter=true"], "option 'max_iter' of method 'ot-resefa' takes a whole number, got True"),
+])
+def test_bad_option_values_name_the_option(pairs, message):
+    from otresefa.methods import parse_option_pairs
+
+    with pytest.raises(ValueError, match=message):
+        parse_option_pairs("ot-resefa", pairs)
+
+
+def test_methods_registry_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import otresefa.methods as m; m.method_info('ot-resefa').parse_options({'lam': '3'}); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -15,16 +15,14 @@ from otresefa.benchmark import (
     NOT_IMPLEMENTED,
     QUICK,
     BenchmarkConfig,
-    Domain,
     MethodSpec,
-    _normalization_winner,
-    _plan,
-    SYNTHFACES_MAIN_ATTRIBUTES,
-    _t_interval,
+    make_plan,
+    option_winners,
     run_benchmark,
-    synthfaces_domain,
-    synthfaces_reference_edit,
+    t_interval,
 )
+from otresefa.domains import Domain
+from otresefa.synthfaces.domain import MAIN_ATTRIBUTES, reference_edit, synthfaces_domain
 from otresefa.regions import box_region, parts_region
 from otresefa.synthfaces.perception import ESTIMATOR_PATH, SEGMENTER_PATH
 
@@ -165,15 +163,15 @@ def test_method_specs_parse_and_name_themselves():
 
 
 def test_t_interval_of_known_values():
-    mean, half, count = _t_interval([1.0, 2.0, 3.0])
+    mean, half, count = t_interval([1.0, 2.0, 3.0])
     assert (mean, count) == (2.0, 3)
     assert half == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)  # t(0.975, 2) * s / sqrt(n), s = 1
-    assert math.isnan(_t_interval([5.0])[1])
-    assert _t_interval([float("nan"), None])[2] == 0
+    assert math.isnan(t_interval([5.0])[1])
+    assert t_interval([float("nan"), None])[2] == 0
 
 
-def test_normalisation_winner_per_within_variant(tmp_path):
-    plan = _plan(BenchmarkConfig(out=tmp_path, methods=(
+def test_option_winners_compare_variants_that_differ_in_one_option(tmp_path):
+    plan = make_plan(BenchmarkConfig(out=tmp_path, methods=(
         "ot-resefa:within=both,normalize=unit_rows", "ot-resefa:within=both,normalize=mean_cost", "resefa")))
     labels = {m.all_options["normalize"]: m.label for m in plan.methods if m.method == "ot-resefa"}
 
@@ -181,10 +179,11 @@ def test_normalisation_winner_per_within_variant(tmp_path):
         return {"method": label, "metrics": {"fid": {"mean": fid}, "outside_fraction": {"mean": outside}}}
 
     summary = [row(labels["unit_rows"], 10.0, 30.0), row(labels["mean_cost"], 12.0, 20.0), row("ReSeFa", 1.0, 1.0)]
-    winner = _normalization_winner(summary, plan)
-    assert winner["both"]["fid"]["winner"] == "unit_rows"
-    assert winner["both"]["outside_fraction"]["winner"] == "mean_cost"
-    assert "foreground" not in winner
+    [comparison] = option_winners(summary, plan.methods)
+    assert (comparison["method"], comparison["option"]) == ("ot-resefa", "normalize")
+    assert comparison["fixed"] == {"within": "both"}
+    assert comparison["fid"]["winner"] == "unit_rows"
+    assert comparison["outside_fraction"]["winner"] == "mean_cost"
 
 
 @pytest.mark.parametrize("overrides, error, message", [
@@ -243,7 +242,7 @@ def test_per_region_targets_and_no_features(tmp_path, generator):
 
 
 def test_the_built_in_reference_edits_set_sensible_targets():
-    changes = {region: synthfaces_reference_edit(region, 64) for region in SYNTHFACES_MAIN_ATTRIBUTES}
+    changes = {region: reference_edit(region, 64) for region in MAIN_ATTRIBUTES}
     inside = {region: value[0] for region, value in changes.items()}
     # an opening mouth changes its region most, a longer and wider nose (a low-contrast part) least
     assert inside["nose"] < inside["eyes"] < inside["mouth"] < 1

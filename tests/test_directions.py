@@ -9,7 +9,7 @@ import torch
 
 import otresefa
 from otresefa.directions import FORMAT, Directions
-from otresefa.methods import MethodResult
+from otresefa.methods.base import MethodResult
 
 
 def make_directions(count=3, dim=8, seed=0):

@@ -7,9 +7,11 @@ import torch
 
 from otresefa.directions import Directions
 from otresefa.discovery import discover
-from otresefa.jacobian import jacobian, region_grams
+from otresefa.grams import region_grams
+from otresefa.jacobian import jacobian
 from otresefa.latents import w_from_seed
-from otresefa.methods import RegionProblem, run_method
+from otresefa.methods import run_method
+from otresefa.methods.base import RegionProblem
 from otresefa.regions import Region, box_region
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from conftest import REFERENCE_DIR, make_tiny_generator
-from otresefa.jacobian import jacobian, load_jacobian, region_grams, save_jacobian, summed_image
+from otresefa.grams import region_grams
+from otresefa.jacobian import jacobian, load_jacobian, save_jacobian, summed_image
 from otresefa.models import Generator
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from otresefa.methods import RegionProblem, orient_signs, run_method
+from otresefa.methods import run_method
+from otresefa.methods.base import RegionProblem, orient_signs
 from otresefa.methods.ot_resefa import LINE_SEARCH, objective, objective_gradient, solve
 from otresefa.methods.resefa import generalized_eigenvectors
 from otresefa.methods.sinkhorn import EXP_DOMAIN_MAX_RANGE, sinkhorn
@@ -68,7 +69,7 @@ def test_objective_equals_eq13_with_outer_products():
 def test_gradient_matches_central_differences(normalize, within):
     gram_fg, gram_bg = gram_pair(12, seed=3, scale=3.0)
     n = random_unit(12, 4)
-    kwargs = dict(lam=2.0, sinkhorn_iters=10, within=within, normalize=normalize)
+    kwargs = dict(lam=2.0, sinkhorn_iter=10, within=within, normalize=normalize)
     _, grad = objective_gradient(n, gram_fg, gram_bg, **kwargs)
     assert abs(float(grad @ n)) < 1e-12  # tangent to the sphere
     step = 1e-5
@@ -117,7 +118,7 @@ def test_at_least_as_good_as_pot_wda():
     with contextlib.redirect_stdout(io.StringIO()):
         projection, _ = ot_dr.wda(samples.copy(), labels, p=1, reg=1 / lam, k=10, maxiter=100)
     pot_direction = unit(torch.as_tensor(projection[:, 0], dtype=torch.float64))
-    ours = solve(gram_fg, gram_bg, lam=lam, sinkhorn_iters=10, max_iter=100, restarts=2)
+    ours = solve(gram_fg, gram_bg, lam=lam, sinkhorn_iter=10, max_iter=100, restarts=2)
 
     def pot_objective(direction):
         classes = [gram_fg.numpy().astype(np.float32), gram_bg.numpy().astype(np.float32)]
@@ -232,7 +233,7 @@ def test_bad_inputs():
 # -- the hand-written gradient (reverse pass of eqs. 24-27 and the chain rule to n) ---------------
 
 
-def autograd_objective(n, samples_fg, samples_bg, lam=2.0, sinkhorn_iters=10, within="both",
+def autograd_objective(n, samples_fg, samples_bg, lam=2.0, sinkhorn_iter=10, within="both",
                        normalize="none"):
     """O(n) as plain autograd operations through the literal Sinkhorn iterations (the formulation
     before the hand-written backward), the reference for the fast path."""
@@ -247,7 +248,7 @@ def autograd_objective(n, samples_fg, samples_bg, lam=2.0, sinkhorn_iters=10, wi
         scale = float(torch.cat([samples_fg, samples_bg]).norm(dim=1).mean()) ** 2
     else:
         scale = 1.0
-    transported = [(sinkhorn(cost / scale, lam, sinkhorn_iters) * cost).sum() for cost in costs]
+    transported = [(sinkhorn(cost / scale, lam, sinkhorn_iter) * cost).sum() for cost in costs]
     return transported[0] / sum(transported[1:])
 
 
@@ -266,7 +267,7 @@ def test_hand_written_gradient_matches_autograd(normalize, within, shape):
     samples_fg = torch.randn(shape[0], 12, generator=generator, dtype=torch.float64)
     samples_bg = torch.randn(shape[1], 12, generator=generator, dtype=torch.float64) * 0.7
     n = random_unit(12, 22)
-    kwargs = dict(lam=2.0, sinkhorn_iters=10, within=within, normalize=normalize)
+    kwargs = dict(lam=2.0, sinkhorn_iter=10, within=within, normalize=normalize)
     value, expected = autograd_gradient(n, samples_fg, samples_bg, **kwargs)
     variable = n.clone().requires_grad_(True)
     fast = objective(variable, samples_fg, samples_bg, **kwargs)

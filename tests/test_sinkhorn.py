@@ -22,21 +22,21 @@ def random_marginal(size, seed):
     return weights / weights.sum()
 
 
-def plain_sinkhorn(cost, lam, num_iters, a, b):
+def plain_sinkhorn(cost, lam, num_iter, a, b):
     """The paper's iterations (eqs. 21-23) written literally, with K = exp(-lam M)."""
     kernel = torch.exp(-lam * cost)
     u = torch.ones(cost.shape[0], dtype=cost.dtype)
-    for _ in range(num_iters):
+    for _ in range(num_iter):
         v = b / (kernel.T @ u)
         u = a / (kernel @ v)
     return u[:, None] * kernel * v[None, :]
 
 
-@pytest.mark.parametrize("num_iters", [1, 3, 10])
-def test_row_marginal_exact_column_marginal_approximate(num_iters):
+@pytest.mark.parametrize("num_iter", [1, 3, 10])
+def test_row_marginal_exact_column_marginal_approximate(num_iter):
     cost = random_cost(7, 5)
     a, b = random_marginal(7, 1), random_marginal(5, 2)
-    plan = sinkhorn_log(cost, 5.0, num_iters, a, b)
+    plan = sinkhorn_log(cost, 5.0, num_iter, a, b)
     torch.testing.assert_close(plan.sum(dim=1), a, rtol=1e-12, atol=1e-15)
     assert float((plan.sum(dim=0) - b).abs().max()) > 1e-8  # not converged yet: columns are off
 
@@ -58,10 +58,10 @@ def test_uniform_marginals_by_default():
 def test_matches_plain_iterations_at_moderate_scale(lam):
     cost = random_cost(8, 6, seed=4)
     a, b = random_marginal(8, 5), random_marginal(6, 6)
-    for num_iters in (1, 10):
-        reference = plain_sinkhorn(cost, lam, num_iters, a, b)
-        torch.testing.assert_close(sinkhorn_log(cost, lam, num_iters, a, b), reference, rtol=1e-10, atol=1e-14)
-        torch.testing.assert_close(sinkhorn(cost, lam, num_iters, a, b), reference, rtol=1e-10, atol=1e-14)
+    for num_iter in (1, 10):
+        reference = plain_sinkhorn(cost, lam, num_iter, a, b)
+        torch.testing.assert_close(sinkhorn_log(cost, lam, num_iter, a, b), reference, rtol=1e-10, atol=1e-14)
+        torch.testing.assert_close(sinkhorn(cost, lam, num_iter, a, b), reference, rtol=1e-10, atol=1e-14)
 
 
 def test_matches_pot_at_convergence():
@@ -120,7 +120,7 @@ def test_invalid_arguments():
     cost = random_cost(3, 4)
     with pytest.raises(ValueError, match="lam must be positive"):
         sinkhorn_log(cost, 0.0)
-    with pytest.raises(ValueError, match="num_iters must be at least 1"):
+    with pytest.raises(ValueError, match="num_iter must be at least 1"):
         sinkhorn_log(cost, 1.0, 0)
     with pytest.raises(ValueError, match="lam must be positive"):
         sinkhorn(cost, -1.0)
@@ -133,20 +133,20 @@ def test_invalid_arguments():
 # -- hand-written reverse pass of the exp-domain iterations (ExpTransportCost) ----------------------
 
 
-def autograd_transport_cost(cost, lam, num_iters, a=None, b=None):
+def autograd_transport_cost(cost, lam, num_iter, a=None, b=None):
     """<T^k, M> with T^k from the literal exp-domain iterations, differentiated by autograd."""
-    return (_sinkhorn_exp(cost, lam, num_iters, a, b) * cost).sum(dim=(-2, -1))
+    return (_sinkhorn_exp(cost, lam, num_iter, a, b) * cost).sum(dim=(-2, -1))
 
 
-@pytest.mark.parametrize("num_iters", [1, 2, 10])
+@pytest.mark.parametrize("num_iter", [1, 2, 10])
 @pytest.mark.parametrize("marginals", [False, True])
-def test_hand_written_backward_matches_autograd_through_the_iterations(num_iters, marginals):
+def test_hand_written_backward_matches_autograd_through_the_iterations(num_iter, marginals):
     costs = torch.stack([random_cost(7, 5, seed=s) for s in range(3)]).requires_grad_(True)  # [3, 7, 5]
     a, b = (random_marginal(7, 1), random_marginal(5, 2)) if marginals else (None, None)
     weights = torch.tensor([0.7, -1.3, 2.0], dtype=torch.float64)
-    reference = autograd_transport_cost(costs, 2.0, num_iters, a, b)
+    reference = autograd_transport_cost(costs, 2.0, num_iter, a, b)
     (expected,) = torch.autograd.grad(reference, costs, weights)
-    transport = ExpTransportCost(costs, 2.0, num_iters, a, b)
+    transport = ExpTransportCost(costs, 2.0, num_iter, a, b)
     torch.testing.assert_close(transport.value, reference.detach(), rtol=1e-13, atol=0)
     torch.testing.assert_close(transport.cost_grad(weights), expected, rtol=1e-11, atol=1e-14)
     # the same derivative with M = L^T R folded into the matrix product (squared differences)
@@ -156,9 +156,9 @@ def test_hand_written_backward_matches_autograd_through_the_iterations(num_iters
     left = torch.stack([x ** 2, -2 * x, torch.ones_like(x)], dim=1)  # [3, 3, 7]
     right = torch.stack([torch.ones_like(y), y, y ** 2], dim=1)  # [3, 3, 5]
     squared_var = squared.clone().requires_grad_(True)
-    reference = autograd_transport_cost(squared_var, 2.0, num_iters, a, b)
+    reference = autograd_transport_cost(squared_var, 2.0, num_iter, a, b)
     (expected,) = torch.autograd.grad(reference, squared_var, weights)
-    folded = ExpTransportCost(squared, 2.0, num_iters, a, b).cost_grad(weights, (left, right))
+    folded = ExpTransportCost(squared, 2.0, num_iter, a, b).cost_grad(weights, (left, right))
     torch.testing.assert_close(folded, expected, rtol=1e-10, atol=1e-13)
 
 

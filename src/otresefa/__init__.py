@@ -30,7 +30,7 @@ _PUBLIC = {
     "jacobian": "otresefa.jacobian",
     "load_generator": "otresefa.checkpoints",
     "load_jacobian": "otresefa.jacobian",
-    "region_grams": "otresefa.jacobian",
+    "region_grams": "otresefa.grams",
     "resolve_region": "otresefa.regions",
     "save_jacobian": "otresefa.jacobian",
     "w_from_seed": "otresefa.latents",

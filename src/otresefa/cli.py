@@ -253,12 +253,16 @@ def ui(
 
 @app.command()
 def methods() -> None:
-    """List the discovery methods and their options."""
-    from otresefa.methods import available_methods, method_needs, method_options
+    """List the discovery methods: what each does, what it needs, and its options."""
+    from otresefa.methods import NEEDS, available_methods, method_info
 
     for name in available_methods():
-        options = ", ".join(f"{k}={v!r}" for k, v in method_options(name).items())
-        typer.echo(f"{name:12s} (needs {method_needs(name)}): {options}")
+        info = method_info(name)
+        typer.echo(f"{name} ({info.title}): {info.summary}")
+        typer.echo(f"  needs: {'; '.join(NEEDS[need] for need in sorted(info.needs))}")
+        typer.echo(f"  seeded: {'yes (--method-seed)' if info.seeded else 'no (deterministic)'}")
+        for option in info.options:
+            typer.echo(f"  {option.describe()}")
 
 
 @app.command()

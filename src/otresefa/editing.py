@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
+from otresefa.latents import as_ws, as_z
 from otresefa.models import Generator, layer_mask
 
 EDIT_SPACES = ("w", "z")
@@ -48,28 +49,6 @@ def alpha_matrix(alphas: Any, num_directions: int) -> torch.Tensor:
     return alphas
 
 
-def _latents_as_ws_or_z(G: Generator, latent: torch.Tensor, space: str) -> torch.Tensor:
-    """Validate and batch: W -> ``[N, num_ws, w_dim]`` (broadcast or W+), Z -> ``[N, z_dim]``."""
-    latent = torch.as_tensor(latent, dtype=torch.float32)
-    if not torch.isfinite(latent).all():
-        raise ValueError("the latent contains NaN or inf")
-    if space == "z":
-        latent = latent[None] if latent.ndim == 1 else latent
-        if latent.ndim != 2 or latent.shape[1] != G.z_dim:
-            raise ValueError(f"a z latent has shape [{G.z_dim}] or [N, {G.z_dim}], got {list(latent.shape)}")
-        return latent
-    if latent.ndim == 1:
-        latent = latent[None]
-    if latent.ndim == 2:
-        if latent.shape[1] != G.w_dim:
-            raise ValueError(f"a w latent has shape [{G.w_dim}], [N, {G.w_dim}] or W+ [N, {G.num_ws}, {G.w_dim}], "
-                             f"got {list(latent.shape)}")
-        latent = latent[:, None].repeat(1, G.num_ws, 1)
-    if latent.ndim != 3 or latent.shape[1:] != (G.num_ws, G.w_dim):
-        raise ValueError(f"a W+ latent has shape [N, {G.num_ws}, {G.w_dim}], got {list(latent.shape)}")
-    return latent
-
-
 def edited_ws(
     G: Generator,
     latent: torch.Tensor,
@@ -87,7 +66,7 @@ def edited_ws(
     strengths = alpha_matrix(alphas, vectors.shape[0]).to(G.device)  # [A, k]
     offsets = strengths @ vectors  # [A, dim]
     selected = layer_mask(layers, G.num_ws, G.device)  # [num_ws]
-    base = _latents_as_ws_or_z(G, latent, space).to(G.device)
+    base = (as_ws(G, latent) if space == "w" else as_z(G, latent)).to(G.device)
     with torch.no_grad():
         if space == "w":
             # [N, 1, num_ws, w_dim] + [1, A, num_ws, w_dim]

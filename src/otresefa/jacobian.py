@@ -7,8 +7,7 @@ but only ``w_dim`` columns, so forward mode needs ``w_dim`` Jacobian-vector prod
 dimension, evaluated ``chunk_size`` at a time with ``torch.func.vmap`` -- where reverse mode would
 need one backward pass per pixel.
 
-Region Gram matrices (ReSeFa's normalisation, used by every region method):
-``A_F = J_f^T J_f / N_f`` and ``A_B = J_b^T J_b / N_b`` (eqs. 5-8).
+:mod:`otresefa.grams` reduces a Jacobian to a region's Gram matrices.
 """
 
 from __future__ import annotations
@@ -176,27 +175,3 @@ def load_jacobian(path: str | Path) -> torch.Tensor:
     if not np.isfinite(array).all():
         raise ValueError(f"{path}: the Jacobian contains NaN or inf")
     return torch.from_numpy(array.astype(np.float32))
-
-
-def region_grams(J: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised Gram matrices of the foreground and background rows of ``J`` (eqs. 5-8).
-
-    Args:
-        J: ``[H, W, dim]`` Jacobian.  mask: ``[H, W]`` bool, True = region to edit (foreground).
-    Returns:
-        ``A_F = J_f^T J_f / N_f`` and ``A_B = J_b^T J_b / N_b``, each ``[dim, dim]`` float64.
-    """
-    if J.ndim != 3:
-        raise ValueError(f"a Jacobian has shape [H, W, dim], got {list(J.shape)}")
-    if tuple(mask.shape) != tuple(J.shape[:2]):
-        raise ValueError(f"the region mask is {list(mask.shape)} but the Jacobian is {list(J.shape[:2])} pixels")
-    mask = mask.to(torch.bool)
-    num_fg = int(mask.sum())
-    if num_fg == 0:
-        raise ValueError("the region is empty: the mask selects no pixel")
-    if num_fg == mask.numel():
-        raise ValueError("the region covers the whole image: there is no background to keep unchanged")
-    rows = J.reshape(-1, J.shape[-1]).to(torch.float64)  # [H*W, dim]
-    flat = mask.reshape(-1)
-    J_f, J_b = rows[flat], rows[~flat]  # [N_f, dim], [N_b, dim]
-    return J_f.t() @ J_f / J_f.shape[0], J_b.t() @ J_b / J_b.shape[0]

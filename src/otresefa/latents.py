@@ -33,6 +33,44 @@ def ws_from_seed(G: Generator, seed: int, truncation_psi: float = 1.0, truncatio
         return G.mapping(z[None], None, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)[0].cpu()
 
 
+def _finite_latent(latent) -> torch.Tensor:
+    latent = torch.as_tensor(latent, dtype=torch.float32)
+    if not torch.isfinite(latent).all():
+        raise ValueError("the latent contains NaN or inf")
+    return latent
+
+
+def as_ws(G: Generator, latent) -> torch.Tensor:
+    """A W latent as W+ ``[N, num_ws, w_dim]``: ``[w_dim]`` and ``[N, w_dim]`` are broadcast to all
+    layers, W+ codes ``[N, num_ws, w_dim]`` are kept (numpy or torch).
+
+    Raises
+    ------
+    ValueError
+        For another shape, or NaN/inf values.
+    """
+    latent = _finite_latent(latent)
+    if latent.ndim == 1:
+        latent = latent[None]
+    if latent.ndim == 2:
+        if latent.shape[1] != G.w_dim:
+            raise ValueError(f"a w latent has shape [{G.w_dim}], [N, {G.w_dim}] or W+ [N, {G.num_ws}, {G.w_dim}], "
+                             f"got {list(latent.shape)}")
+        latent = latent[:, None].repeat(1, G.num_ws, 1)
+    if latent.ndim != 3 or latent.shape[1:] != (G.num_ws, G.w_dim):
+        raise ValueError(f"a W+ latent has shape [N, {G.num_ws}, {G.w_dim}], got {list(latent.shape)}")
+    return latent
+
+
+def as_z(G: Generator, latent) -> torch.Tensor:
+    """A Z latent as ``[N, z_dim]`` (``[z_dim]`` is one; numpy or torch)."""
+    latent = _finite_latent(latent)
+    latent = latent[None] if latent.ndim == 1 else latent
+    if latent.ndim != 2 or latent.shape[1] != G.z_dim:
+        raise ValueError(f"a z latent has shape [{G.z_dim}] or [N, {G.z_dim}], got {list(latent.shape)}")
+    return latent
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``."""
     seeds: list[int] = []

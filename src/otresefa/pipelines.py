@@ -354,6 +354,7 @@ def compare_report(
     display_size: int | None = DEFAULT_DISPLAY_SIZE,
     resample: str = "nearest",
     noise_mode: str = "const",
+    latent: torch.Tensor | None = None,
 ) -> Path:
     """Compare region methods on one seed and region, written to the folder ``out``.
 
@@ -363,6 +364,7 @@ def compare_report(
     originals), ``strips/{method}_d{k}.png`` and ``locality/{method}_d{k}.png`` at the strongest
     alpha, all locality heat maps on one fixed scale (the largest change among them) so that their
     colours compare.  Directions are shown with the sign each method returned (see the grid's note).
+    ``latent`` is the sample's w when already computed (default: ``seed``'s at ``truncation_psi``).
 
     Returns the folder's path; prints a summary (with each direction's change outside the region)
     when ``progress``.
@@ -387,7 +389,7 @@ def compare_report(
                   "num_directions": num_directions, "alphas": alpha_list, "layers": layer_list or "all",
                   "truncation_psi": truncation_psi, "resolution": G.img_resolution,
                   "method_options": method_options}
-    w = w_from_seed(G, seed, truncation_psi)  # [w_dim]
+    w = w_from_seed(G, seed, truncation_psi) if latent is None else latent  # [w_dim]
     out = Path(out)
     notes: list[str] = []
     with OutputFolder(out, overwrite=overwrite, title=f"otresefa comparison: seed {seed}, region {region.name}",
@@ -416,23 +418,19 @@ def compare_report(
 
 # --- otresefa discover / compare: Jacobians of seeds, then methods -----------------------------------------
 
-def seed_jacobians(
+def latent_jacobians(
     G: Generator,
-    seeds: Sequence[int],
+    latents: Sequence[torch.Tensor],
     size: int = 256,
     layers: Sequence[int] | None = None,
-    truncation_psi: float = 0.7,
     cache: bool = True,
     progress: bool = True,
 ) -> list[torch.Tensor]:
-    """The W-space Jacobian ``[S, S, w_dim]`` of each seed's truncated w (reused from the cache)."""
+    """The W-space Jacobian ``[S, S, w_dim]`` of each latent (reused from the cache)."""
     from otresefa.jacobian import jacobian
 
-    jacobians = []
-    for seed in tqdm(seeds, desc="Jacobians", unit="sample", disable=not progress or len(seeds) == 1):
-        w = w_from_seed(G, seed, truncation_psi)
-        jacobians.append(jacobian(G, w, size=size, layers=layers, cache=cache, progress=progress))
-    return jacobians
+    return [jacobian(G, w, size=size, layers=layers, cache=cache, progress=progress)
+            for w in tqdm(latents, desc="Jacobians", unit="sample", disable=not progress or len(latents) == 1)]
 
 
 def discover_report(
@@ -460,24 +458,23 @@ def discover_report(
     from otresefa.discovery import discover
 
     seeds = list(seeds)
-    jacobians = seed_jacobians(G, seeds, size, layers, truncation_psi, cache, progress)
+    latents = [w_from_seed(G, seed, truncation_psi) for seed in seeds]  # [w_dim] each
     # on the built-in domain a region name is segmented on the (first) sample's own image
-    region = region_for(G, w_from_seed(G, seeds[0], truncation_psi), region, jacobians[0].shape[0])
+    region = region_for(G, latents[0], region)
+    jacobians = latent_jacobians(G, latents, size, layers, cache, progress)
     found = discover(jacobians, region, method, num_directions, method_seed, generator=G,
                      metadata={"seeds": seeds, "truncation_psi": truncation_psi, "layers": layers or "all",
                                "space": "w"}, **dict(options or {}))
-    region_at_image = Region.from_json(found.metadata["region"]).resized(G.img_resolution)
-    run_params = {"method": method, "seeds": seeds, "region": region_at_image.name, "num_directions": num_directions,
+    run_params = {"method": method, "seeds": seeds, "region": region.name, "num_directions": num_directions,
                   "options": found.metadata["options"], "truncation_psi": truncation_psi}
     out = Path(out)
-    with OutputFolder(out, overwrite=overwrite, title=f"otresefa discover: {method}, {region_at_image.name}",
+    with OutputFolder(out, overwrite=overwrite, title=f"otresefa discover: {method}, {region.name}",
                       run_params=run_params) as folder:
         found.save(folder.path_for("directions"))
         folder.add("directions.npy", f"{num_directions} {method} directions [k, w_dim]", {"scores": found.scores.tolist()},
                    "directions")
         folder.add("directions.json", "their provenance (method, options, region mask, seeds, checkpoint)", {}, "directions")
-        w = w_from_seed(G, seeds[0], truncation_psi)
-        preview = strip(G, w, found[0], alphas, layers=layers, title=f"{method} direction 0, seed {seeds[0]}")
+        preview = strip(G, latents[0], found[0], alphas, layers=layers, title=f"{method} direction 0, seed {seeds[0]}")
         folder.add_image("preview.png", preview, f"top direction on seed {seeds[0]}", {"alphas": list(alphas)}, "preview")
     if progress:
         print_summary(out, folder, [f"scores: {', '.join(f'{s:.4g}' for s in found.scores.tolist())}"])
@@ -500,8 +497,9 @@ def compare_methods(
     """:func:`compare_report` with each method run by :func:`otresefa.discover` on the seed's Jacobian."""
     from otresefa.discovery import discover
 
-    jacobian_of_seed = seed_jacobians(G, [seed], size, layers, truncation_psi, cache, progress)[0]
-    region = region_for(G, w_from_seed(G, seed, truncation_psi), region, jacobian_of_seed.shape[0])
+    w = w_from_seed(G, seed, truncation_psi)  # [w_dim]
+    region = region_for(G, w, region)
+    jacobian_of_seed = latent_jacobians(G, [w], size, layers, cache, progress)[0]
     num_directions = report_options.get("num_directions", 1)
 
     def discover_fn(method: str, **options: Any):
@@ -509,4 +507,4 @@ def compare_methods(
                         metadata={"seeds": [seed], "truncation_psi": truncation_psi, "space": "w"}, **options)
 
     return compare_report(G, seed, region, methods, out, discover_fn, layers=layers, truncation_psi=truncation_psi,
-                          progress=progress, **report_options)
+                          progress=progress, latent=w, **report_options)

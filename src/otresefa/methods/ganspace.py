@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from otresefa.methods import MethodResult, RegionProblem, finish, register
+from otresefa.methods.base import MethodResult, RegionProblem, finish
 
 __all__ = ["sample_covariance", "discover", "PUBLISHED_NUM_SAMPLES"]
 
@@ -43,9 +43,8 @@ def sample_covariance(generator, num_samples: int, seed: int,
     return mean, covariance
 
 
-@register("ganspace", needs="generator")
 def discover(problem: RegionProblem, num_directions: int, seed: int, *,
-             num_samples: int = 10_000, chunk_size: int = 1000) -> MethodResult:
+             num_samples: int, chunk_size: int) -> MethodResult:
     """Top principal axes of ``num_samples`` sampled ``w``; scores are their variances."""
     generator = problem.generator
     if generator.w_dim != problem.dim:

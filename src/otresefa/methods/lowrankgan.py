@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from otresefa.methods import MethodResult, RegionProblem, finish, register
+from otresefa.methods.base import MethodResult, RegionProblem, finish
 
 __all__ = ["rpca", "scaled_sparsity", "discover", "DEFAULT_SPARSITY"]
 
@@ -102,10 +102,8 @@ def scaled_sparsity(dim: int) -> float:
     return math.sqrt(512 / dim) / 60
 
 
-@register("lowrankgan")
 def discover(problem: RegionProblem, num_directions: int, seed: int, *,
-             sparsity: float | None = None, max_iter: int = 10000, tol: float = 1e-7,
-             relax: int = 0, rank_tol: float = 1e-6) -> MethodResult:
+             sparsity: float | None, max_iter: int, tol: float, relax: int, rank_tol: float) -> MethodResult:
     """LowRankGAN directions for a region (deterministic: ``seed`` is unused).
 
     ``sparsity``: RPCA weight, default :func:`scaled_sparsity` (exactly 1/60 at ``d = 512``).

@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from otresefa.methods import MethodResult, RegionProblem, finish, register
+from otresefa.methods.base import MethodResult, RegionProblem, finish
 from otresefa.methods.resefa import generalized_eigenvectors
 from otresefa.methods.sinkhorn import (EXP_DOMAIN_MAX_RANGE, ExpTransportCost, _buffer, _vector_backend,
                                       sinkhorn_log)
@@ -152,11 +152,11 @@ class _Evaluator:
     evaluated twice, and its large buffers are recycled by :meth:`release`.
     """
 
-    def __init__(self, F, B, lam: float, sinkhorn_iters: int, within: str, normalize: str) -> None:
+    def __init__(self, F, B, lam: float, sinkhorn_iter: int, within: str, normalize: str) -> None:
         _check_choice("within", within, WITHIN)
         _check_choice("normalize", normalize, NORMALIZE)
         self.samples_fg, self.samples_bg = _check_samples(F, B)
-        self.lam, self.sinkhorn_iters, self.within, self.normalize = lam, sinkhorn_iters, within, normalize
+        self.lam, self.sinkhorn_iter, self.within, self.normalize = lam, sinkhorn_iter, within, normalize
         self.fixed_scale = 1.0
         if normalize == "unit_rows":  # squared mean row norm of F and B together
             self.fixed_scale = float(torch.cat([self.samples_fg, self.samples_bg]).norm(dim=1).mean()) ** 2
@@ -211,14 +211,14 @@ class _Evaluator:
             shape = torch.Size((firsts.shape[0], firsts.shape[1], seconds.shape[1]))
             costs = torch.sub(firsts[:, :, None], seconds[:, None, :],
                               out=_buffer(buffers, "cost", shape, firsts)).square_()  # [m, p, q], M / c
-            transport = ExpTransportCost(costs, self.lam, self.sinkhorn_iters, workspace=buffers,
+            transport = ExpTransportCost(costs, self.lam, self.sinkhorn_iter, workspace=buffers,
                                          shift=torch.cat([lows[i] for i in problems]), overwrite_cost=True)
             transported[problems] = transport.value
             groups.append((problems, firsts, seconds, transport))
         for problem in log_domain:
             first, second = pairs[problem]
             cost = (first[:, None] - second[None, :]) ** 2  # [p, q], M / c
-            transported[problem] = (sinkhorn_log(cost, self.lam, self.sinkhorn_iters) * cost).sum()
+            transported[problem] = (sinkhorn_log(cost, self.lam, self.sinkhorn_iter) * cost).sum()
             groups.append(([problem], first[None], second[None], cost))
         value = transported[0] / transported[1:].sum()  # eq. 13 / eq. 16
         return _Point(n, value, x, y, scale, transported, groups, workspace)
@@ -252,7 +252,7 @@ class _Evaluator:
             else:  # log domain: autograd through the iterations
                 cost = solved.detach().requires_grad_(True)
                 with torch.enable_grad():
-                    transport = (sinkhorn_log(cost, self.lam, self.sinkhorn_iters) * cost).sum()
+                    transport = (sinkhorn_log(cost, self.lam, self.sinkhorn_iter) * cost).sum()
                     (grad_cost,) = torch.autograd.grad(transport, cost)
                 grad_cost = (weights[problems[0]] * grad_cost)[None]  # [1, p, q]
             # grad_cost = dO/d(M / c) [m, p, q]
@@ -297,14 +297,14 @@ class _Objective(torch.autograd.Function):
 
 
 def objective(n: torch.Tensor, F: torch.Tensor, B: torch.Tensor, lam: float = 2.0,
-              sinkhorn_iters: int = 10, within: str = "both", normalize: str = "none") -> torch.Tensor:
+              sinkhorn_iter: int = 10, within: str = "both", normalize: str = "none") -> torch.Tensor:
     """OT-ReSeFa objective ``O(n)`` of eq. 13 (``within="both"``) or eq. 16 (``"foreground"``).
 
     ``n`` [d] (used as given: pass a unit vector), ``F`` [p, d], ``B`` [q, d]. Returns a float64
     scalar tensor, differentiable with respect to ``n`` through the Sinkhorn iterations (by the
     hand-written reverse pass of eqs. 24-27 in the exp domain, by autograd in the log domain).
     """
-    evaluator = _Evaluator(F, B, lam, sinkhorn_iters, within, normalize)
+    evaluator = _Evaluator(F, B, lam, sinkhorn_iter, within, normalize)
     n = torch.as_tensor(n, dtype=torch.float64)
     point = evaluator.evaluate(n)
     if not n.requires_grad:
@@ -320,7 +320,7 @@ def _tangent(grad: torch.Tensor, n: torch.Tensor, basis: torch.Tensor) -> torch.
 
 
 def objective_gradient(n: torch.Tensor, F: torch.Tensor, B: torch.Tensor, lam: float = 2.0,
-                       sinkhorn_iters: int = 10, within: str = "both",
+                       sinkhorn_iter: int = 10, within: str = "both",
                        normalize: str = "none") -> tuple[float, torch.Tensor]:
     """``(O(n), grad)`` with ``grad`` [d] the Riemannian gradient of ``O`` on the unit sphere.
 
@@ -328,7 +328,7 @@ def objective_gradient(n: torch.Tensor, F: torch.Tensor, B: torch.Tensor, lam: f
     eqs. 24-27, hand-written reverse pass; autograd in the log domain) projected on the tangent
     space ``{t : t^T n = 0}``; ``n`` [d] must be a unit vector.
     """
-    evaluator = _Evaluator(F, B, lam, sinkhorn_iters, within, normalize)
+    evaluator = _Evaluator(F, B, lam, sinkhorn_iter, within, normalize)
     n = torch.as_tensor(n, dtype=torch.float64).detach()
     point = evaluator.evaluate(n)
     no_basis = torch.zeros(0, n.shape[0], dtype=torch.float64)  # [0, d]
@@ -412,7 +412,7 @@ def _first_starts(init, samples_fg: torch.Tensor, samples_bg: torch.Tensor) -> t
     return generalized_eigenvectors(samples_fg, samples_bg)[1]  # [d, d], ranked
 
 
-def solve(F: torch.Tensor, B: torch.Tensor, lam: float = 2.0, sinkhorn_iters: int = 10,
+def solve(F: torch.Tensor, B: torch.Tensor, lam: float = 2.0, sinkhorn_iter: int = 10,
           max_iter: int = 100, within: str = "both", num_directions: int = 1,
           init: "str | torch.Tensor" = "random", restarts: int = 1, normalize: str = "none",
           seed: int = 0, tol: float = 1e-9) -> SolveResult:
@@ -422,7 +422,7 @@ def solve(F: torch.Tensor, B: torch.Tensor, lam: float = 2.0, sinkhorn_iters: in
     ----------
     F, B : Tensor [p, d], [q, d]
         Foreground and background samples, used as given (rows of ``A_F`` and ``A_B``).
-    lam, sinkhorn_iters, within, normalize
+    lam, sinkhorn_iter, within, normalize
         As in :func:`objective` (paper: ``lam = 2``, ``k = 10``).
     max_iter : int
         ``L``, iterations of Algorithm 1 per start (paper: 100).
@@ -447,7 +447,7 @@ def solve(F: torch.Tensor, B: torch.Tensor, lam: float = 2.0, sinkhorn_iters: in
         Directions are returned with the sign of the optimiser; see
         :func:`otresefa.methods.orient_signs` for the canonical sign.
     """
-    evaluator = _Evaluator(F, B, lam, sinkhorn_iters, within, normalize)
+    evaluator = _Evaluator(F, B, lam, sinkhorn_iter, within, normalize)
     samples_fg, samples_bg = evaluator.samples_fg, evaluator.samples_bg
     dim = samples_fg.shape[1]
     if not 1 <= num_directions <= dim:
@@ -483,11 +483,9 @@ def solve(F: torch.Tensor, B: torch.Tensor, lam: float = 2.0, sinkhorn_iters: in
     return SolveResult(basis[order], objectives[order], [histories[i] for i in order.tolist()])
 
 
-@register("ot-resefa")
-def discover(problem: RegionProblem, num_directions: int, seed: int, *, lam: float = 2.0,
-             sinkhorn_iters: int = 10, max_iter: int = 100, within: str = "both",
-             init: str = "random", restarts: int = 1, normalize: str = "unit_rows",
-             tol: float = 1e-9) -> MethodResult:
+def discover(problem: RegionProblem, num_directions: int, seed: int, *, lam: float, within: str,
+             normalize: str, init: str, restarts: int, sinkhorn_iter: int, max_iter: int,
+             tol: float) -> MethodResult:
     """OT-ReSeFa on ``F = A_F``, ``B = A_B`` (see :func:`solve`); scores are the objectives ``O(n)``.
 
     Defaults are the paper's (``lam=2``, ``k=10``, ``L=100``, random start) except
@@ -496,7 +494,7 @@ def discover(problem: RegionProblem, num_directions: int, seed: int, *, lam: flo
     ``lam=2`` mean the same on every model (``"mean_cost"`` does too, but leaves the part of the
     start in the Grams' common null space untouched; see the module docstring).
     """
-    result = solve(problem.gram_fg, problem.gram_bg, lam=lam, sinkhorn_iters=sinkhorn_iters,
+    result = solve(problem.gram_fg, problem.gram_bg, lam=lam, sinkhorn_iter=sinkhorn_iter,
                    max_iter=max_iter, within=within, num_directions=num_directions, init=init,
                    restarts=restarts, normalize=normalize, seed=seed, tol=tol)
     info = {

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from otresefa.methods import MethodResult, RegionProblem, finish, register
+from otresefa.methods.base import MethodResult, RegionProblem, finish
 
 __all__ = ["generalized_eigenvectors", "discover", "AUTO_TAU", "SINGULAR_RCOND"]
 
@@ -71,9 +71,7 @@ def generalized_eigenvectors(gram_fg: torch.Tensor, gram_bg: torch.Tensor,
     return mu.flip(0), vectors.flip(0), tau_used
 
 
-@register("resefa")
-def discover(problem: RegionProblem, num_directions: int, seed: int, *,
-             tau: float | None = None) -> MethodResult:
+def discover(problem: RegionProblem, num_directions: int, seed: int, *, tau: float | None) -> MethodResult:
     """Top ``num_directions`` generalised eigenvectors of ``(A_F, A_B)``; scores are the quotients.
 
     Deterministic (``seed`` is unused). ``tau``: see :func:`generalized_eigenvectors`.

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from otresefa.methods import MethodResult, RegionProblem, finish, register
+from otresefa.methods.base import MethodResult, RegionProblem, finish
 
 __all__ = ["style_weights", "discover"]
 
@@ -35,9 +35,7 @@ def style_weights(generator, layers: Sequence[int] | None = None) -> tuple[torch
     return torch.cat(weights, dim=0), [name for _, name, _ in found]  # [sum C_l, w_dim]
 
 
-@register("sefa", needs="generator")
-def discover(problem: RegionProblem, num_directions: int, seed: int, *,
-             layers: list[int] | None = None) -> MethodResult:
+def discover(problem: RegionProblem, num_directions: int, seed: int, *, layers: list[int] | None) -> MethodResult:
     """Top eigenvectors of ``A^T A`` (rows of ``A`` unit-normalised); deterministic."""
     weights, names = style_weights(problem.generator, layers)
     if weights.shape[1] != problem.dim:

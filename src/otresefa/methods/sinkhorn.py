@@ -70,11 +70,11 @@ __all__ = ["sinkhorn", "sinkhorn_log", "entropic_transport_cost", "ExpTransportC
 EXP_DOMAIN_MAX_RANGE = 100.0
 
 
-def _check(lam: float, num_iters: int) -> None:
+def _check(lam: float, num_iter: int) -> None:
     if lam <= 0:
         raise ValueError(f"lam must be positive, got {lam}")
-    if num_iters < 1:
-        raise ValueError(f"num_iters must be at least 1, got {num_iters}")
+    if num_iter < 1:
+        raise ValueError(f"num_iter must be at least 1, got {num_iter}")
 
 
 def _log_marginal(weights: torch.Tensor | None, size: int, like: torch.Tensor) -> torch.Tensor:
@@ -88,9 +88,9 @@ def _log_marginal(weights: torch.Tensor | None, size: int, like: torch.Tensor) -
     return torch.log(weights)
 
 
-def sinkhorn_log(cost: torch.Tensor, lam: float, num_iters: int = 10,
+def sinkhorn_log(cost: torch.Tensor, lam: float, num_iter: int = 10,
                  a: torch.Tensor | None = None, b: torch.Tensor | None = None) -> torch.Tensor:
-    """Entropic transport plan after ``num_iters`` Sinkhorn iterations (paper eqs. 21-23).
+    """Entropic transport plan after ``num_iter`` Sinkhorn iterations (paper eqs. 21-23).
 
     Parameters
     ----------
@@ -98,7 +98,7 @@ def sinkhorn_log(cost: torch.Tensor, lam: float, num_iters: int = 10,
         Cost matrix ``M`` (leading dimensions are independent problems sharing ``a`` and ``b``).
     lam : float
         Inverse entropic regularisation ``lam > 0`` of eq. 12 (POT's ``reg`` is ``1 / lam``).
-    num_iters : int
+    num_iter : int
         Number ``k >= 1`` of (v, u) update pairs; the paper uses ``k = 10``.
     a, b : Tensor [p], [q], optional
         Row and column marginals; uniform ``1/p`` and ``1/q`` (eq. 11) when omitted.
@@ -110,14 +110,14 @@ def sinkhorn_log(cost: torch.Tensor, lam: float, num_iters: int = 10,
         (the same matrix, since ``u^k = a / (K v^k)``). Its rows sum exactly to ``a``; its columns
         sum to ``b`` only at convergence.
     """
-    _check(lam, num_iters)
+    _check(lam, num_iter)
     p, q = cost.shape[-2], cost.shape[-1]
     log_a = _log_marginal(a, p, cost)  # [p]
     log_b = _log_marginal(b, q, cost)  # [q]
     log_kernel = -lam * cost  # [..., p, q], log K
     # eq. 22 with u^0 = 1
     log_v = log_b - torch.logsumexp(log_kernel, dim=-2)  # [..., q]
-    for _ in range(num_iters - 1):
+    for _ in range(num_iter - 1):
         log_u = log_a - torch.logsumexp(log_kernel + log_v.unsqueeze(-2), dim=-1)  # [..., p], eq. 23
         log_v = log_b - torch.logsumexp(log_kernel + log_u.unsqueeze(-1), dim=-2)  # [..., q], eq. 22
     # Final eq. 23 and eq. 21 together: diag(a / (K v)) K diag(v) is `a` times a row-wise softmax,
@@ -125,7 +125,7 @@ def sinkhorn_log(cost: torch.Tensor, lam: float, num_iters: int = 10,
     return log_a.exp().unsqueeze(-1) * torch.softmax(log_kernel + log_v.unsqueeze(-2), dim=-1)  # [..., p, q]
 
 
-def _sinkhorn_exp(cost: torch.Tensor, lam: float, num_iters: int, a: torch.Tensor | None,
+def _sinkhorn_exp(cost: torch.Tensor, lam: float, num_iter: int, a: torch.Tensor | None,
                   b: torch.Tensor | None) -> torch.Tensor:
     """Eqs. 21-23 literally, with the kernel of the cost shifted by its minimum (the plan does not
     change when ``K`` is multiplied by a constant, so the detached shift is exact)."""
@@ -135,21 +135,21 @@ def _sinkhorn_exp(cost: torch.Tensor, lam: float, num_iters: int, a: torch.Tenso
     shift = cost.detach().amin(dim=(-2, -1), keepdim=True)  # [..., 1, 1]
     kernel = torch.exp(-lam * (cost - shift))  # [..., p, q], K up to a constant
     u = torch.ones(cost.shape[:-1], dtype=cost.dtype, device=cost.device)  # [..., p], u^0 = 1
-    for _ in range(num_iters):
+    for _ in range(num_iter):
         v = weights_b / (kernel.transpose(-2, -1) @ u.unsqueeze(-1)).squeeze(-1)  # [..., q], eq. 22
         u = weights_a / (kernel @ v.unsqueeze(-1)).squeeze(-1)  # [..., p], eq. 23
     return u.unsqueeze(-1) * kernel * v.unsqueeze(-2)  # [..., p, q], eq. 21
 
 
-def sinkhorn(cost: torch.Tensor, lam: float, num_iters: int = 10, a: torch.Tensor | None = None,
+def sinkhorn(cost: torch.Tensor, lam: float, num_iter: int = 10, a: torch.Tensor | None = None,
              b: torch.Tensor | None = None) -> torch.Tensor:
     """Same plan as :func:`sinkhorn_log` (same arguments), computed in the exp domain when
     ``lam * (max M - min M) <= EXP_DOMAIN_MAX_RANGE`` (for every problem of the batch) and in the
     log domain otherwise."""
-    _check(lam, num_iters)
+    _check(lam, num_iter)
     if _cost_spread(cost) * lam <= EXP_DOMAIN_MAX_RANGE:
-        return _sinkhorn_exp(cost, lam, num_iters, a, b)
-    return sinkhorn_log(cost, lam, num_iters, a, b)
+        return _sinkhorn_exp(cost, lam, num_iter, a, b)
+    return sinkhorn_log(cost, lam, num_iter, a, b)
 
 
 def _cost_spread(cost: torch.Tensor) -> float:
@@ -196,7 +196,7 @@ class ExpTransportCost:
     ----------
     cost : Tensor [..., p, q]
         ``M`` (detached). Leading dimensions are independent problems.
-    lam, num_iters, a, b
+    lam, num_iter, a, b
         As in :func:`sinkhorn_log`.
     shift : Tensor [...], optional
         Subtracted from ``M`` inside the kernel; ``min M`` of each problem when omitted.
@@ -214,15 +214,15 @@ class ExpTransportCost:
         ``<T^k, M>`` of every problem.
     """
 
-    def __init__(self, cost: torch.Tensor, lam: float, num_iters: int = 10,
+    def __init__(self, cost: torch.Tensor, lam: float, num_iter: int = 10,
                  a: torch.Tensor | None = None, b: torch.Tensor | None = None,
                  shift: torch.Tensor | None = None, workspace: dict | None = None,
                  overwrite_cost: bool = False) -> None:
-        _check(lam, num_iters)
+        _check(lam, num_iter)
         cost = cost.detach()
         self.batch_shape = cost.shape[:-2]
         p, q = cost.shape[-2], cost.shape[-1]
-        self.lam, self.num_iters, self.workspace = lam, num_iters, workspace
+        self.lam, self.num_iter, self.workspace = lam, num_iter, workspace
         cost = cost.reshape(-1, p, q)  # [n, p, q], n problems
         if shift is None:
             shift = cost.amin(dim=(-2, -1))  # [n]
@@ -238,7 +238,7 @@ class ExpTransportCost:
         # vectors are rows [n, 1, .]; `row @ kernel` is (K^T w)^T, `row @ kernel_t` is (K w)^T
         u = as_array(torch.ones(cost.shape[0], 1, p, dtype=cost.dtype, device=cost.device))  # u^0
         self.us, self.vs, self.cols, self.rows = [u], [], [], []
-        for _ in range(num_iters):
+        for _ in range(num_iter):
             col = u @ kernel  # [n, 1, q], K^T u^{t-1}
             v = weights_b / col  # eq. 22
             row = v @ kernel_t  # [n, 1, p], K v^t
@@ -279,7 +279,7 @@ class ExpTransportCost:
         grad_u = weight * self.weighted_v  # [n, 1, p], d h / d u^k = (K o M) v^k
         grad_v = u_last @ weighted  # [n, 1, q], d h / d v^k = (K o M)^T u^k
         left, right = [u_last], [v_last]  # rows of [u, -lam P]^T and [v, Q]^T
-        for t in range(self.num_iters, 0, -1):
+        for t in range(self.num_iter, 0, -1):
             grad_row = -grad_u * self.us[t] / self.rows[t - 1]  # [n, 1, p], s_bar^t
             grad_v = grad_v + grad_row @ kernel  # [n, 1, q], += K^T s_bar^t
             grad_col = -grad_v * self.vs[t - 1] / self.cols[t - 1]  # [n, 1, q], r_bar^t
@@ -309,8 +309,8 @@ class _ExpTransportCostFunction(torch.autograd.Function):
     """Autograd wrapper of :class:`ExpTransportCost` (gradient with respect to the cost only)."""
 
     @staticmethod
-    def forward(ctx, cost, lam, num_iters, a, b):
-        transport = ExpTransportCost(cost, lam, num_iters, a, b)
+    def forward(ctx, cost, lam, num_iter, a, b):
+        transport = ExpTransportCost(cost, lam, num_iter, a, b)
         ctx.transport = transport
         return transport.value
 
@@ -320,7 +320,7 @@ class _ExpTransportCostFunction(torch.autograd.Function):
         return ctx.transport.cost_grad(grad_value), None, None, None, None
 
 
-def entropic_transport_cost(cost: torch.Tensor, lam: float, num_iters: int = 10,
+def entropic_transport_cost(cost: torch.Tensor, lam: float, num_iter: int = 10,
                             a: torch.Tensor | None = None,
                             b: torch.Tensor | None = None) -> torch.Tensor:
     """Regularised transport cost ``<T^k, M> = sum_ij T^k_ij M_ij`` (paper eq. 10).
@@ -331,8 +331,8 @@ def entropic_transport_cost(cost: torch.Tensor, lam: float, num_iters: int = 10,
     domain, by autograd in the log domain. (Gradients with respect to ``a`` and ``b`` are not
     propagated in the exp domain.)
     """
-    _check(lam, num_iters)
+    _check(lam, num_iter)
     if _cost_spread(cost) * lam <= EXP_DOMAIN_MAX_RANGE:
-        return _ExpTransportCostFunction.apply(cost, lam, num_iters, a, b)
-    plan = sinkhorn_log(cost, lam, num_iters, a, b)  # [..., p, q]
+        return _ExpTransportCostFunction.apply(cost, lam, num_iter, a, b)
+    plan = sinkhorn_log(cost, lam, num_iter, a, b)  # [..., p, q]
     return (plan * cost).sum(dim=(-2, -1))  # [...]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from typing import Any, Callable
+from typing import Callable
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # must be set before gradio is imported
 
@@ -21,18 +21,14 @@ except ImportError as error:
     raise ImportError("otresefa's browser app needs Gradio: pip install 'otresefa[ui]'") from error
 
 from otresefa.checkpoints import CheckpointError
-from otresefa.methods import available_methods, method_options
-from otresefa.methods.ot_resefa import INIT, NORMALIZE, WITHIN
+from otresefa.methods import DEFAULT_METHOD, Option, available_methods, method_info
 from otresefa.ui import callbacks as cb
 
 MAX_DIRECTIONS = 8  # one strength slider each; sliders are created up front and shown as needed
 ALPHA_RANGE = 6.0
-DEFAULT_METHOD = "ot-resefa"
 DEFAULT_NUM_DIRECTIONS = 3
-# The options shown for a method; the others sit in its "more options" accordion.
-MAIN_OPTIONS = {"ot-resefa": ("lam", "within", "normalize", "init")}
-OPTION_CHOICES = {("ot-resefa", "within"): WITHIN, ("ot-resefa", "normalize"): NORMALIZE,
-                  ("ot-resefa", "init"): INIT}
+MAIN_OPTION_COUNT = 4
+"""A method's first options are shown; the others sit in its "more options" accordion."""
 SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Helvetica Neue", "Arial", "sans-serif")
 SYSTEM_MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, CheckpointError, ArithmeticError)
@@ -74,35 +70,30 @@ def warn_about_region(session: cb.EditSession) -> None:
         gr.Warning(session.region_problem)
 
 
-def option_widget(method: str, name: str, default: Any) -> gr.components.Component:
-    """A widget for one method option, by the type of its default."""
-    choices = OPTION_CHOICES.get((method, name))
-    if choices is not None:
-        return gr.Dropdown(list(choices), value=default, label=name)
-    if isinstance(default, bool):
-        return gr.Checkbox(value=default, label=name)
-    if isinstance(default, int):
-        return gr.Number(value=default, precision=0, label=name)
-    if isinstance(default, float):
-        return gr.Number(value=default, label=name)
-    if isinstance(default, str):
-        return gr.Textbox(value=default, label=name)
-    return gr.Textbox(value="", label=name, placeholder="blank: default; else a number or JSON value")
+def option_widget(option: Option) -> gr.components.Component:
+    """A widget for one method option, from the registry's facts (choices, type, optional)."""
+    if option.choices:
+        return gr.Dropdown(list(option.choices), value=option.default, label=option.name, info=option.help)
+    if option.kind is bool:
+        return gr.Checkbox(value=option.default, label=option.name, info=option.help)
+    if option.kind in (int, float) and not option.optional:
+        return gr.Number(value=option.default, precision=0 if option.kind is int else None, label=option.name,
+                         minimum=option.low, maximum=option.high, info=option.help)
+    return gr.Textbox(value="" if option.default is None else str(option.default), label=option.name,
+                      placeholder="blank: automatic" if option.optional else None, info=option.help)
 
 
 def method_option_widgets(method: str) -> tuple[gr.Group, list[tuple[str, gr.components.Component]]]:
-    """A group with ``method``'s options (main ones first, the rest folded away), visible when chosen."""
-    options = method_options(method)
-    main = MAIN_OPTIONS.get(method, tuple(options))
+    """A group with ``method``'s options (the first few shown, the rest folded away), visible when chosen."""
+    options = method_info(method).options
     widgets = []
     with gr.Group(visible=method == DEFAULT_METHOD) as group:
-        for name in main:
-            widgets.append((name, option_widget(method, name, options[name])))
-        rest = [name for name in options if name not in main]
-        if rest:
+        for option in options[:MAIN_OPTION_COUNT]:
+            widgets.append((option.name, option_widget(option)))
+        if options[MAIN_OPTION_COUNT:]:
             with gr.Accordion(f"more {method} options", open=False):
-                for name in rest:
-                    widgets.append((name, option_widget(method, name, options[name])))
+                for option in options[MAIN_OPTION_COUNT:]:
+                    widgets.append((option.name, option_widget(option)))
     return group, widgets
 
 

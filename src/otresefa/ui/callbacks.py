@@ -13,7 +13,6 @@ Errors a user can cause (bad checkpoint, unusable region, bad option value) are 
 from __future__ import annotations
 
 import functools
-import json
 import random
 import tempfile
 from dataclasses import dataclass
@@ -29,23 +28,12 @@ from otresefa.discovery import discover
 from otresefa.editing import edit, render_ws
 from otresefa.jacobian import jacobian
 from otresefa.latents import ws_from_seed
-from otresefa.methods import method_needs, method_options
+from otresefa.methods import method_info
 from otresefa.models import Generator
-from otresefa.regions import FFHQ_PRESETS, Region, box_region, resolve_region
+from otresefa.domains import Domain, domain_of
+from otresefa.regions import Region, box_region
 from otresefa.render.figures import comparison_grid, locality_view, save_gif, sweep_frames
 from otresefa.render.images import OUTLINE_COLOR, draw_mask_outline, save_png, to_pil, upscale
-
-try:
-    from otresefa.synthfaces.perception import SEGMENTER_PATH
-    from otresefa.synthfaces.regions import SYNTHFACE_REGIONS, synthface_region
-except ImportError as error:  # the synthetic-face segmenter is an optional part of the package
-    SYNTHFACE_REGIONS, synthface_region = {}, None
-    PART_REGIONS_UNAVAILABLE = f"segmented face parts are unavailable ({error}); using FFHQ preset boxes"
-else:
-    PART_REGIONS_UNAVAILABLE = (
-        None if SEGMENTER_PATH.is_file()
-        else f"the face-part segmenter is missing ({SEGMENTER_PATH}); using FFHQ preset boxes"
-    )
 
 SEED_LIMIT = 2**32  # NVIDIA's seeds are uint32
 DEFAULT_TRUNCATION_PSI = 0.7
@@ -67,6 +55,7 @@ class EditSession:
 
     G: Generator
     checkpoint: str
+    domain: Domain
     seed: int = 0
     truncation_psi: float = DEFAULT_TRUNCATION_PSI
     w: torch.Tensor | None = None  # [w_dim]
@@ -80,11 +69,6 @@ class EditSession:
     @property
     def resolution(self) -> int:
         return self.G.img_resolution
-
-    @property
-    def uses_part_regions(self) -> bool:
-        """Regions are the built-in domain's segmented parts (else FFHQ's preset boxes)."""
-        return self.checkpoint in BUILTIN_MODELS and PART_REGIONS_UNAVAILABLE is None
 
 
 # --- model and sample -----------------------------------------------------------------------------
@@ -114,17 +98,17 @@ def cached_generator(checkpoint: str, device: str | None = None) -> Generator:
 def new_session(checkpoint: str, device: str | None = None, seed: int = 0,
                 truncation_psi: float = DEFAULT_TRUNCATION_PSI) -> EditSession:
     """Load ``checkpoint`` and show ``seed`` with the default region selected."""
-    session = EditSession(cached_generator(checkpoint, device), checkpoint.strip())
+    G = cached_generator(checkpoint, device)
+    session = EditSession(G, checkpoint.strip(), domain_of(G))
     choices = region_choices(session)
     session.region_choice = PREFERRED_REGION if PREFERRED_REGION in choices else choices[0]
     return set_sample(session, seed, truncation_psi)
 
 
 def region_choices(session: EditSession) -> list[str]:
-    """The built-in domain's segmented parts on the built-in model, FFHQ's preset boxes otherwise;
-    then the drawn box."""
-    names = list(SYNTHFACE_REGIONS) if session.uses_part_regions else list(FFHQ_PRESETS)
-    return names + [BOX_REGION]
+    """The model's domain's region names (segmented parts on the built-in domain, FFHQ's preset
+    boxes otherwise), then the drawn box."""
+    return [*session.domain.region_names, BOX_REGION]
 
 
 def random_seed(current_seed: int) -> int:
@@ -217,9 +201,7 @@ def current_region(session: EditSession) -> Region:
         return box_from_corners(session.corners, size).check_usable()
     if choice not in region_choices(session):
         raise ValueError(f"unknown region {choice!r}; choose one of {', '.join(region_choices(session))}")
-    if session.uses_part_regions:
-        return synthface_region(session.original, choice).check_usable()
-    return resolve_region(choice, size)
+    return session.domain.region(choice, session.original, size)
 
 
 def require_region(session: EditSession) -> Region:
@@ -230,35 +212,6 @@ def require_region(session: EditSession) -> Region:
 
 # --- discovery ------------------------------------------------------------------------------------
 
-def option_value(method: str, name: str, value: Any) -> Any:
-    """A widget's value as the type of the option's default; options without a default type are JSON."""
-    options = method_options(method)
-    if name not in options:
-        raise ValueError(f"method {method!r} has no option {name!r}; its options: {', '.join(options) or '(none)'}")
-    default = options[name]
-    if isinstance(default, bool):
-        return bool(value)
-    if isinstance(default, (int, float)):
-        if value is None or value == "":
-            raise ValueError(f"option {name} of {method} needs a number (default {default})")
-        number = float(value)
-        if isinstance(default, int):
-            if not number.is_integer():
-                raise ValueError(f"option {name} of {method} is a whole number, got {value}")
-            return int(number)
-        return number
-    if isinstance(default, str):
-        return str(value)
-    text = "" if value is None else str(value).strip()  # options whose default is None: blank or JSON
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise ValueError(f"option {name} of {method}: {text!r} is not a number or JSON value "
-                         "(leave it blank for the default)") from None
-
-
 def discover_directions(session: EditSession, method: str, num_directions: int, options: dict[str, Any] | None = None,
                         method_seed: int = 0, progress: Callable[[float, str], None] | None = None) -> EditSession:
     """Discover ``num_directions`` directions for the session's region on its sample.
@@ -268,11 +221,11 @@ def discover_directions(session: EditSession, method: str, num_directions: int, 
     ``progress(fraction, text)`` reports the stages; the Jacobian also reports through tqdm.
     """
     report = progress or (lambda fraction, text: None)
-    options = {name: option_value(method, name, value) for name, value in (options or {}).items()}
-    needs = method_needs(method)
-    region = require_region(session) if needs == "grams" else session.region
+    info = method_info(method)
+    options = info.parse_options(dict(options or {}))
+    region = require_region(session) if "jacobians" in info.needs else session.region
     jacobians = None
-    if needs == "grams":
+    if "jacobians" in info.needs:
         report(0.0, "Jacobian of the sample (cached after the first time)")
         jacobians = jacobian(session.G, session.w, cache=True, progress=progress is not None)
     report(0.8, f"{method}: searching {num_directions} direction(s)")
@@ -370,8 +323,6 @@ def session_summary(session: EditSession | None) -> str:
         meta = session.directions.metadata
         parts.append(f"**Directions** {len(session.directions)} from {meta.get('method')} "
                      f"(found for seed {meta.get('seeds', ['?'])[0]})")
-    if session.checkpoint in BUILTIN_MODELS and PART_REGIONS_UNAVAILABLE:
-        parts.append(f"_{PART_REGIONS_UNAVAILABLE}_")
     return " · ".join(parts)
 
 
