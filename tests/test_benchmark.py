@@ -24,7 +24,6 @@ from otresefa.benchmark import (
 from otresefa.domains import Domain
 from otresefa.synthfaces.domain import MAIN_ATTRIBUTES, reference_edit, synthfaces_domain
 from otresefa.regions import box_region, parts_region
-from otresefa.synthfaces.perception import ESTIMATOR_PATH, SEGMENTER_PATH
 
 from conftest import make_tiny_generator
 
@@ -250,8 +249,6 @@ def test_the_built_in_reference_edits_set_sensible_targets():
         assert 0 <= outside < 50
 
 
-@pytest.mark.skipif(not (ESTIMATOR_PATH.is_file() and SEGMENTER_PATH.is_file()),
-                    reason="the built-in domain's shipped estimator and segmenter are not in this installation yet")
 def test_the_built_in_domain_is_consistent():
     domain = synthfaces_domain()
     for region, attributes in domain.main_attributes.items():

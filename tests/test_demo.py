@@ -7,7 +7,7 @@ import json
 import pytest
 
 from otresefa import demo
-from otresefa.checkpoints import BUILTIN_MODELS, load_generator
+from otresefa.checkpoints import load_generator
 from otresefa.demo import pick_seed, run_demo
 
 
@@ -37,7 +37,6 @@ def test_demo_writes_every_figure_and_replaces_only_its_own_output(tmp_path, tin
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 
-@pytest.mark.skipif(not BUILTIN_MODELS["synthfaces"].is_file(), reason="the built-in model is not installed")
 def test_demo_on_the_builtin_model(tmp_path, monkeypatch):
     monkeypatch.setenv("OTRESEFA_CACHE", str(tmp_path / "cache"))
     out = run_demo(tmp_path / "demo", quick=True, progress=False)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from otresefa.editing import edit, edited_ws
-from otresefa.latents import parse_seeds, w_from_seed, ws_from_seed, z_from_seed
+from otresefa.latents import w_from_seed, ws_from_seed, z_from_seed
+from otresefa.parsing import parse_seeds
 
 
 def unit(dim, seed):

@@ -34,7 +34,6 @@ from otresefa.metrics.semantics import (
 )
 from otresefa.regions import box_region
 from otresefa.synthfaces import ATTRIBUTE_NAMES, PART_NAMES, attribute_index, part_index, render, sample_attributes
-from otresefa.synthfaces.perception import ESTIMATOR_PATH, SEGMENTER_PATH
 
 
 class RandomFeatures(torch.nn.Module):
@@ -248,8 +247,6 @@ def test_opening_the_rendered_mouth_reveals_teeth_tongue_and_cavity():
     assert torch.all(part_area_change(closed_parts, closed_parts, labels) == 0)
 
 
-@pytest.mark.skipif(not ESTIMATOR_PATH.is_file(), reason=f"the shipped attribute estimator ({ESTIMATOR_PATH.name}) "
-                    "is not in this installation yet; this test needs it to read attributes off renders")
 def test_the_estimator_sees_a_one_attribute_shift_in_that_attribute_only():
     from otresefa.synthfaces.perception import estimate_attributes
 
@@ -268,8 +265,6 @@ def test_the_estimator_sees_a_one_attribute_shift_in_that_attribute_only():
     assert float(leakage[others].max()) < 0.1
 
 
-@pytest.mark.skipif(not SEGMENTER_PATH.is_file(), reason=f"the shipped part segmenter ({SEGMENTER_PATH.name}) is "
-                    "not in this installation yet; this test needs it to segment renders")
 def test_the_segmenter_sees_the_mouth_open():
     from otresefa.synthfaces.perception import segment
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from otresefa.pipelines import compare_report, edit_report, parse_alphas, parse_layers, region_from_spec
+from otresefa.parsing import parse_alphas, parse_layers
+from otresefa.pipelines import compare_report, edit_report, region_from_spec
 from otresefa.regions import box_region, preset_region
 
 FAST = dict(display_size=32, num_frames=3, sweep_tiles=3, progress=False)

@@ -91,9 +91,15 @@ def test_errors_name_the_problem(tmp_path):
         mask_file_region(tmp_path / "fake.png", 8)
     with pytest.raises(ValueError, match=r"\[H, W\]"):
         Region(torch.zeros(2, 8, 8))
-    # a box that falls outside the image leaves an empty region
-    with pytest.raises(ValueError, match="is empty"):
+    # boxes are given in 256-px coordinates and must lie inside that frame, not be clipped silently
+    with pytest.raises(ValueError, match=r"spans rows 395-405 and columns 395-405, beyond the 256x256 frame"):
         resolve_region([400, 400, 10, 10], 64)
+    with pytest.raises(ValueError, match="columns 230-290, beyond the 256x256 frame"):
+        resolve_region("box:128,260,20,60", 64)
+    # a mask of another shape than the (square) frame would be stretched
+    Image.fromarray(np.full((40, 20), 255, np.uint8)).save(tmp_path / "tall.png")
+    with pytest.raises(ValueError, match="is 40x20 pixels but the frame is 64x64: it would be stretched"):
+        resolve_region(str(tmp_path / "tall.png"), 64)
 
 
 def test_presets_are_resefa_boxes():

@@ -273,9 +273,6 @@ def test_config_validation():
 
 
 def test_default_source_is_the_face_renderer():
-    synthfaces = pytest.importorskip("otresefa.synthfaces")
-    if not hasattr(synthfaces, "render"):
-        pytest.skip("the face renderer is not available")
     from otresefa.training.loop import synthfaces_sampler
 
     sample = synthfaces_sampler(16)

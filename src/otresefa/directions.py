@@ -42,12 +42,34 @@ def _check_vectors(vectors: torch.Tensor, source: str) -> torch.Tensor:
     return (vectors / norms).to(torch.float32).contiguous()
 
 
+DIRECTIONS_NAME = "directions"
+"""The file name ``otresefa discover`` gives its directions inside its output folder."""
+
+
 def _file_pair(path: str | os.PathLike) -> tuple[Path, Path]:
     """``(NAME.npy, NAME.json)`` for ``NAME``, ``NAME.npy`` or ``NAME.json``."""
     path = Path(path)
     if path.suffix in (".npy", ".json"):
         path = path.with_suffix("")
     return path.with_name(path.name + ".npy"), path.with_name(path.name + ".json")
+
+
+def _files_to_read(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The pair to load for what a user named: a ``.npy`` / ``.json`` file, their common stem, or a
+    folder written by ``otresefa discover`` (its ``directions.npy``)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / f"{DIRECTIONS_NAME}.npy").is_file():
+            raise FileNotFoundError(f"{path} is a folder without a {DIRECTIONS_NAME}.npy; give a directions file "
+                                    "(.npy) or the output folder of otresefa discover")
+        path = path / DIRECTIONS_NAME
+    elif path.suffix and path.suffix not in (".npy", ".json"):
+        raise ValueError(f"{path} is not a directions file: expected a .npy file (with its .json sidecar) or "
+                         "the output folder of otresefa discover")
+    npy_path, json_path = _file_pair(path)
+    if not npy_path.is_file():
+        raise FileNotFoundError(f"directions file not found: {npy_path}")
+    return npy_path, json_path
 
 
 @dataclass
@@ -120,13 +142,14 @@ class Directions:
     def load(cls, path: str | os.PathLike, w_dim: int | None = None) -> "Directions":
         """Read ``path.npy`` and, when present, its ``path.json`` sidecar.
 
-        Accepts this library's files, ReSeFa's published single-direction files (a ``[w_dim]``
+        ``path`` may name the ``.npy`` file, the ``.json`` sidecar, their common stem, or the output
+        folder of ``otresefa discover`` (its ``directions.npy``).  Accepts this library's files, ReSeFa's published single-direction files (a ``[w_dim]``
         vector: ``k = 1``, ``metadata["source"] = "resefa-file"``) and bare ``[k, w_dim]`` arrays.
         Without a sidecar the scores are unknown (NaN). Rows are normalised to unit length.
         Raises ``ValueError`` for a dimension other than ``w_dim``, NaN/inf or zero rows, or a
         pickled object array (never unpickled).
         """
-        npy_path, json_path = _file_pair(path)
+        npy_path, json_path = _files_to_read(path)
         try:
             array = np.load(npy_path, allow_pickle=False)
         except ValueError as error:

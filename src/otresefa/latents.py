@@ -1,4 +1,4 @@
-"""Latent codes from seeds, and seed lists from text.
+"""Latent codes: from seeds, and as the shapes the generator takes.
 
 Seeds follow NVIDIA's ``generate.py`` convention, ``z = RandomState(seed).randn(1, z_dim)``, so that
 seed 4 of an FFHQ checkpoint is the same face here as in NVIDIA's tools and papers' figures.
@@ -69,27 +69,3 @@ def as_z(G: Generator, latent) -> torch.Tensor:
     if latent.ndim != 2 or latent.shape[1] != G.z_dim:
         raise ValueError(f"a z latent has shape [{G.z_dim}] or [N, {G.z_dim}], got {list(latent.shape)}")
     return latent
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``."""
-    seeds: list[int] = []
-    for part in str(text).replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                start, end = part.split("-", 1)
-                first, last = int(start), int(end)
-                if last < first:
-                    raise ValueError
-                seeds.extend(range(first, last + 1))
-            else:
-                seeds.append(int(part))
-        except ValueError:
-            raise ValueError(f"cannot read seeds from {text!r}; write e.g. '0-3,7'") from None
-    if not seeds:
-        raise ValueError(f"no seeds in {text!r}")
-    if any(s < 0 for s in seeds):
-        raise ValueError(f"seeds must be non-negative, got {text!r}")
-    return seeds

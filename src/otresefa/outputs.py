@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from otresefa._version import __version__
 from otresefa.io import atomic_path, json_ready
@@ -39,8 +39,41 @@ class OutputEntry:
     section: str = ""
 
 
+class OutputFolderError(ValueError):
+    """The results folder cannot be written where it was asked for."""
+
+
 def _is_nonempty_dir(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
+
+
+def check_output_folder(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Check, before any work, that ``path`` can become a results folder.
+
+    Raises
+    ------
+    FileExistsError
+        When ``path`` is a file, or a non-empty folder and not ``overwrite``.
+    OutputFolderError
+        When the folder that would hold it cannot be written (read-only, no permission, a file).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a folder; choose another output path")
+    if not overwrite and _is_nonempty_dir(path):
+        raise FileExistsError(f"{path} already exists and is not empty; pass --overwrite "
+                              "(overwrite=True) to replace it, or choose another output folder")
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputFolderError(f"cannot create {path}: {ancestor} is a file, not a folder")
+    try:  # the only reliable test of writability (permissions, read-only mounts, quotas)
+        os.rmdir(tempfile.mkdtemp(dir=ancestor, prefix=".otresefa-probe-"))
+    except OSError as error:
+        raise OutputFolderError(f"cannot write the output folder {path}: {ancestor} is not writable "
+                                f"({error.strerror})") from None
+    return path
 
 
 class OutputFolder:
@@ -69,18 +102,14 @@ class OutputFolder:
     def _sibling(self, kind: str) -> Path:
         return self.path.parent / f".{self.path.name}.{kind}-{uuid.uuid4().hex[:12]}"
 
-    def _check_target(self) -> None:
-        if self.path.exists() and not self.path.is_dir():
-            raise FileExistsError(f"{self.path} exists and is not a folder; choose another output path")
-        if not self.overwrite and _is_nonempty_dir(self.path):
-            raise FileExistsError(f"{self.path} already exists and is not empty; pass --overwrite "
-                                  "(overwrite=True) to replace it, or choose another output folder")
-
     def __enter__(self) -> "OutputFolder":
-        self._check_target()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._work = self._sibling("partial")
-        self._work.mkdir()
+        check_output_folder(self.path, self.overwrite)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._work = self._sibling("partial")
+            self._work.mkdir()
+        except OSError as error:
+            raise OutputFolderError(f"cannot create the output folder {self.path} ({error.strerror})") from None
         self.entries = []
         return self
 
@@ -128,7 +157,7 @@ class OutputFolder:
             temp.write_text(json.dumps(self.manifest(), indent=2, allow_nan=False), encoding="utf-8")
         write_index_html(self.root, self.title, [asdict(entry) for entry in self.entries],
                          json_ready(self.run_params), extra_links=[MANIFEST_NAME])
-        self._check_target()  # another process may have filled the target meanwhile
+        check_output_folder(self.path, self.overwrite)  # another process may have filled the target meanwhile
         if not self.path.exists():
             os.rename(self.root, self.path)
             return

@@ -1,9 +1,11 @@
-"""Whole results folders in one call; the CLI (``otresefa edit`` / ``otresefa compare``) and the web
-UI are thin layers over :func:`edit_report` and :func:`compare_report`.
+"""Whole results folders in one call: what ``otresefa discover``, ``edit`` and ``compare`` write.
+
+:func:`discover_report`, :func:`edit_report` and :func:`compare_report` (with :func:`compare_methods`)
+are public functions a user can call; the command line is a thin layer over them.
 
 Both write through :class:`~otresefa.outputs.OutputFolder` (all or nothing, ``manifest.json`` and
 ``index.html``), render with :mod:`otresefa.render.figures`, and take text or values for strengths
-and layers (:func:`parse_alphas`, :func:`parse_layers`).
+and layers (:mod:`otresefa.parsing`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from otresefa.directions import DIRECTIONS_NAME
 from otresefa.domains import region_for
-from otresefa.latents import parse_seeds, w_from_seed
+from otresefa.latents import w_from_seed
 from otresefa.models import Generator, check_layer_indices
 from otresefa.outputs import OutputFolder
+from otresefa.parsing import parse_alphas, parse_layers, parse_seeds
 from otresefa.regions import REFERENCE_SIZE, Region, box_region, mask_file_region, resolve_region
 from otresefa.render.figures import (
     DEFAULT_ALPHAS,
@@ -47,64 +51,6 @@ REPORTED_METADATA = ("method", "region", "checkpoint", "seed", "source", "loaded
 
 
 # --- text inputs ------------------------------------------------------------------------------------
-
-def parse_alphas(value: str | Sequence[float]) -> list[float]:
-    """Edit strengths from ``"start:stop:count"`` (inclusive, evenly spaced: ``"-4:4:9"``), a list
-    ``"-3,0,3"``, one number, or a sequence of numbers.  Raises ``ValueError`` naming the problem."""
-    if isinstance(value, str):
-        text = value.replace(" ", "")
-        if ":" in text:
-            values = _parse_alpha_range(text)
-        else:
-            try:
-                values = [float(part) for part in text.split(",") if part]
-            except ValueError:
-                raise ValueError(f"cannot read edit strengths from {value!r}; write a list like '-3,0,3' "
-                                 "or a range start:stop:count like '-4:4:9'") from None
-    else:
-        values = [float(v) for v in value]
-    if not values:
-        raise ValueError(f"no edit strengths in {value!r}")
-    if not all(np.isfinite(values)):
-        raise ValueError(f"edit strengths must be finite numbers, got {value!r}")
-    # rounding away linspace's float noise keeps "0" a true zero (the original image)
-    return [round(v, 10) + 0.0 for v in values]
-
-
-def _parse_alpha_range(text: str) -> list[float]:
-    parts = text.split(":")
-    if len(parts) != 3:
-        raise ValueError(f"cannot read a strength range from {text!r}; write start:stop:count, e.g. '-4:4:9'")
-    try:
-        start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
-    except ValueError:
-        raise ValueError(f"cannot read a strength range from {text!r}; start and stop are numbers and count "
-                         "a whole number, e.g. '-4:4:9'") from None
-    if count < 2:
-        raise ValueError(f"a strength range needs a count of at least 2, got {count} in {text!r}")
-    return np.linspace(start, stop, count).tolist()
-
-
-def parse_layers(value: str | Sequence[int] | None, num_ws: int) -> list[int] | None:
-    """Layer (ws index) selection from ``"0-7"``, ``"0,2,4"``, ``"0-3,6"`` or a sequence, checked
-    against the generator's ``num_ws``; ``None``, ``""`` or ``"all"`` -> ``None`` (all layers)."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "all")):
-        return None
-    if isinstance(value, str):
-        layers: list[int] = []
-        for part in value.replace(" ", "").split(","):
-            match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-            if not match:
-                raise ValueError(f"cannot read layers from {value!r}; write e.g. '0-7' or '0,2,4'")
-            first, last = int(match[1]), int(match[2] or match[1])
-            if last < first:
-                raise ValueError(f"layer range {part!r} runs backwards; write it as {last}-{first}")
-            layers.extend(range(first, last + 1))
-    else:
-        layers = [int(v) for v in value]
-    check_layer_indices(layers, num_ws)
-    return sorted(set(layers))
-
 
 def _seed_list(seeds: str | int | Sequence[int]) -> list[int]:
     if isinstance(seeds, str):
@@ -470,10 +416,10 @@ def discover_report(
     out = Path(out)
     with OutputFolder(out, overwrite=overwrite, title=f"otresefa discover: {method}, {region.name}",
                       run_params=run_params) as folder:
-        found.save(folder.path_for("directions"))
-        folder.add("directions.npy", f"{num_directions} {method} directions [k, w_dim]", {"scores": found.scores.tolist()},
+        found.save(folder.path_for(DIRECTIONS_NAME))
+        folder.add(f"{DIRECTIONS_NAME}.npy", f"{num_directions} {method} directions [k, w_dim]", {"scores": found.scores.tolist()},
                    "directions")
-        folder.add("directions.json", "their provenance (method, options, region mask, seeds, checkpoint)", {}, "directions")
+        folder.add(f"{DIRECTIONS_NAME}.json", "their provenance (method, options, region mask, seeds, checkpoint)", {}, "directions")
         preview = strip(G, latents[0], found[0], alphas, layers=layers, title=f"{method} direction 0, seed {seeds[0]}")
         folder.add_image("preview.png", preview, f"top direction on seed {seeds[0]}", {"alphas": list(alphas)}, "preview")
     if progress:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from otresefa.parsing import parse_box
+
 # ReSeFa's boxes for aligned FFHQ (also used for MetFaces), [center_row, center_col, height, width]
 # in a 256x256 image.
 FFHQ_PRESETS: dict[str, tuple[int, int, int, int]] = {
@@ -69,10 +71,19 @@ class Region:
         return self
 
     def resized(self, size: int | Sequence[int]) -> "Region":
-        """Nearest-neighbour resize to ``size`` (int or (H, W))."""
+        """Nearest-neighbour resize to ``size`` (int or (H, W)).
+
+        Raises
+        ------
+        ValueError
+            When the two shapes have different aspect ratios: the mask would be stretched.
+        """
         size = (size, size) if isinstance(size, int) else tuple(size)
         if size == self.size:
             return self
+        if self.size[0] * size[1] != self.size[1] * size[0]:
+            raise ValueError(f"region '{self.name}' is {self.size[0]}x{self.size[1]} pixels but the frame is "
+                             f"{size[0]}x{size[1]}: it would be stretched; give a mask of the frame's shape")
         mask = F.interpolate(self.mask[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
         return Region(mask, self.spec)
 
@@ -133,6 +144,12 @@ def box_region(box: Sequence[float], size: int, reference_size: int = REFERENCE_
     center_row, center_col, height, width = (float(v) for v in box)
     if height <= 0 or width <= 0:
         raise ValueError(f"box height and width must be positive, got {list(box)}")
+    top, bottom = center_row - height / 2, center_row + height / 2
+    left, right = center_col - width / 2, center_col + width / 2
+    if top < 0 or left < 0 or bottom > reference_size or right > reference_size:
+        raise ValueError(f"box {[center_row, center_col, height, width]} (center_row, center_col, height, width) "
+                         f"spans rows {top:g}-{bottom:g} and columns {left:g}-{right:g}, beyond the "
+                         f"{reference_size}x{reference_size} frame it is given in")
     centres = (torch.arange(size, dtype=torch.float64) + 0.5) * (reference_size / size)  # [size]
     rows = (centres >= center_row - height / 2) & (centres < center_row + height / 2)
     cols = (centres >= center_col - width / 2) & (centres < center_col + width / 2)
@@ -174,18 +191,6 @@ def parts_region(part_map: torch.Tensor, labels: Iterable[int], name: str, part_
     if part_names is not None:
         spec["parts"] = [part_names[i] for i in labels]
     return Region(mask, spec)
-
-
-def parse_box(text: str) -> list[float]:
-    """``"184,127,30,70"`` (optionally prefixed ``box:``) -> ``[184, 127, 30, 70]``."""
-    body = text[4:] if text.startswith("box:") else text
-    try:
-        values = [float(v) for v in body.replace(" ", "").split(",")]
-    except ValueError:
-        raise ValueError(f"cannot read a box from {text!r}; write center_row,center_col,height,width") from None
-    if len(values) != 4:
-        raise ValueError(f"a box has 4 numbers (center_row,center_col,height,width), got {text!r}")
-    return values
 
 
 def resolve_region(spec: Any, size: int, presets: dict[str, Sequence[float]] | None = None) -> Region:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
     from otresefa.domains import Domain
     from otresefa.models import Generator
-    from otresefa.regions import Region
 
 __all__ = ["BenchmarkConfig", "FULL", "MethodSpec", "NOT_IMPLEMENTED", "Plan", "QUICK", "RegionEntry", "make_plan"]
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from otresefa.models import ops
+from otresefa.parsing import check_layer_indices
 from otresefa.models.layers import Conv2dLayer, FullyConnectedLayer, SynthesisLayer, ToRGBLayer
 
 ARCHITECTURES = ("orig", "skip", "resnet")
@@ -256,16 +257,6 @@ class SynthesisNetwork(nn.Module):
             check_layer_indices(layers, self.num_ws)
             found = [entry for entry in found if entry[0] in set(layers)]
         return found
-
-
-def check_layer_indices(layers: Sequence[int], num_ws: int) -> None:
-    """Raise a clear error when a layer (ws index) selection is empty or out of ``[0, num_ws)``."""
-    layers = list(layers)
-    if not layers:
-        raise ValueError("the layer selection is empty")
-    bad = [i for i in layers if not 0 <= int(i) < num_ws]
-    if bad:
-        raise ValueError(f"layer indices {bad} are out of range: this generator has layers 0..{num_ws - 1}")
 
 
 def layer_mask(layers: Sequence[int] | None, num_ws: int, device: torch.device | str | None = None) -> torch.Tensor:

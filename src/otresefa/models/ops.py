@@ -79,13 +79,6 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     return upfirdn2d(x, f, up=up, padding=(pad0, pad1, pad0, pad1), gain=up * up)
 
 
-def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tensor:
-    """2x FIR down-sampling with the reference alignment.  ``[N, C, H, W] -> [N, C, H/down, W/down]``."""
-    fw = f.shape[-1]
-    pad0, pad1 = (fw - down + 1) // 2, (fw - down) // 2
-    return upfirdn2d(x, f, down=down, padding=(pad0, pad1, pad0, pad1))
-
-
 def bias_act(
     x: torch.Tensor,
     bias: torch.Tensor | None = None,

@@ -15,10 +15,7 @@ from typing import Callable
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # must be set before gradio is imported
 
-try:
-    import gradio as gr
-except ImportError as error:
-    raise ImportError("otresefa's browser app needs Gradio: pip install 'otresefa[ui]'") from error
+import gradio as gr
 
 from otresefa.checkpoints import CheckpointError
 from otresefa.methods import DEFAULT_METHOD, Option, available_methods, method_info
