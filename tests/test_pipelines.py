@@ -98,17 +98,20 @@ def test_edit_report_writes_every_figure_and_an_index(tiny_generator, tmp_path):
 
 def test_edit_report_skips_locality_without_a_region_and_refuses_to_clobber(tiny_generator, tmp_path):
     G = tiny_generator
-    out = edit_report(G, random_directions(G.w_dim, 1), tmp_path / "edits", seeds=[0], video=False, **FAST)
+    with pytest.raises(ValueError, match="region units need a region.*--units alpha"):
+        edit_report(G, random_directions(G.w_dim, 1), tmp_path / "edits", seeds=[0], video=False, **FAST)
+    out = edit_report(G, random_directions(G.w_dim, 1), tmp_path / "edits", seeds=[0], video=False, units="alpha",
+                      **FAST)
     names = sorted(p.name for p in (out / "seed0").iterdir())
     assert names == ["d0_strip.png", "d0_sweep.gif", "d0_sweep.png"]
     assert "no locality views" in json.loads((out / "manifest.json").read_text())["run_params"]["notes"][0]
     with pytest.raises(FileExistsError, match="--overwrite"):
-        edit_report(G, random_directions(G.w_dim, 1), out, seeds=[0], **FAST)
+        edit_report(G, random_directions(G.w_dim, 1), out, seeds=[0], units="alpha", **FAST)
 
 
 def test_edit_report_names_both_dimensions_of_mismatched_directions(tiny_generator, tmp_path):
     G = tiny_generator
-    with pytest.raises(ValueError, match=f"dimension {G.w_dim + 8}.*w_dim is {G.w_dim}"):
+    with pytest.raises(ValueError, match=f"dimension {G.w_dim + 8}.*dimension {G.w_dim}"):
         edit_report(G, random_directions(G.w_dim + 8, 2), tmp_path / "edits", seeds=[0], **FAST)
     with pytest.raises(ValueError, match=r"out of range: there are 2 directions \(0\.\.1\)"):
         edit_report(G, random_directions(G.w_dim, 2), tmp_path / "edits", seeds=[0], index=5, **FAST)
@@ -142,7 +145,7 @@ def test_compare_report_saves_directions_grid_strips_and_locality(tiny_generator
 
 def test_compare_report_names_a_method_with_mismatched_directions(tiny_generator, tmp_path):
     G = tiny_generator
-    with pytest.raises(ValueError, match=f"sefa's directions have dimension {G.w_dim + 1}.*w_dim is {G.w_dim}"):
+    with pytest.raises(ValueError, match=f"sefa's directions have dimension {G.w_dim + 1}.*w_dim\\) has dimension {G.w_dim}"):
         compare_report(G, 0, box_region([8, 8, 8, 8], 16, reference_size=16), ["sefa"], tmp_path / "compare",
                        lambda method: torch.ones(1, G.w_dim + 1), progress=False)
     assert list(tmp_path.iterdir()) == []

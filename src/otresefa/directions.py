@@ -12,12 +12,13 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from otresefa._version import __version__
+from otresefa.editing import LinearEdit
 from otresefa.io import atomic_path, json_ready
 
 __all__ = ["Directions", "FORMAT", "FORMAT_VERSION"]
@@ -73,8 +74,8 @@ def _files_to_read(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 @dataclass
-class Directions:
-    """Ranked unit editing directions in W.
+class Directions(LinearEdit):
+    """Ranked unit editing directions in W: a :class:`~otresefa.editing.LinearEdit` with provenance.
 
     ``vectors`` [k, w_dim] float32 unit rows (normalised on construction), ``scores`` [k] (the
     discovering method's ranking score), ``metadata``: method, options, region, checkpoint id,
@@ -102,8 +103,14 @@ class Directions:
         return self.vectors[index]  # [w_dim]
 
     @property
-    def w_dim(self) -> int:
-        return self.vectors.shape[1]
+    def labels(self) -> list[str]:
+        method = self.metadata.get("method")
+        return [f"{method} #{i}" if method else f"direction {i}" for i in range(len(self))]
+
+    def select(self, index: int | Sequence[int]) -> "Directions":
+        """The directions ``index`` (one or several), with their scores and the same provenance."""
+        indices = [index] if isinstance(index, int) else list(index)
+        return Directions(self.vectors[indices], self.scores[indices], {**self.metadata, "selected": indices})
 
     @classmethod
     def from_result(cls, result, **metadata: Any) -> "Directions":

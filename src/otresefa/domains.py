@@ -146,8 +146,8 @@ def region_for(G: "Generator", w: torch.Tensor, spec: Any, size: int | None = No
     size = G.img_resolution if size is None else size
     image = None
     if domain.is_per_image(spec):
-        from otresefa.latents import as_ws
+        from otresefa.latents import one_ws
 
         with torch.no_grad():
-            image = G.synthesis(as_ws(G, w)[:1].to(G.device), noise_mode="const")[0].cpu()  # [3, R, R]
+            image = G.synthesis(one_ws(G, w).to(G.device), noise_mode="const")[0].cpu()  # [3, R, R]
     return domain.region(spec, image, size)

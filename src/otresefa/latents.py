@@ -62,6 +62,23 @@ def as_ws(G: Generator, latent) -> torch.Tensor:
     return latent
 
 
+def one_ws(G: Generator, latent) -> torch.Tensor:
+    """One sample's latent as W+ ``[1, num_ws, w_dim]``: from ``[w_dim]`` (broadcast), a W+ code
+    ``[num_ws, w_dim]`` or ``[1, num_ws, w_dim]`` (numpy or torch).
+
+    Raises
+    ------
+    ValueError
+        For another shape (e.g. a batch), or NaN/inf values.
+    """
+    latent = _finite_latent(latent)
+    if latent.ndim == 2 and latent.shape == (G.num_ws, G.w_dim):
+        latent = latent[None]
+    if latent.ndim == 1 or (latent.ndim == 3 and latent.shape[0] == 1):
+        return as_ws(G, latent)
+    raise ValueError(f"one latent is [{G.w_dim}] or W+ [{G.num_ws}, {G.w_dim}], got {list(latent.shape)}")
+
+
 def as_z(G: Generator, latent) -> torch.Tensor:
     """A Z latent as ``[N, z_dim]`` (``[z_dim]`` is one; numpy or torch)."""
     latent = _finite_latent(latent)

@@ -20,15 +20,15 @@ import torch
 from tqdm.auto import tqdm
 
 from otresefa.directions import DIRECTIONS_NAME
-from otresefa.domains import region_for
+from otresefa.domains import domain_of, region_for
+from otresefa.editing import Edit, as_edit, compose, in_units, strength_caption
 from otresefa.latents import w_from_seed
-from otresefa.models import Generator, check_layer_indices
+from otresefa.models import Generator
 from otresefa.outputs import OutputFolder
 from otresefa.parsing import parse_alphas, parse_layers, parse_seeds
 from otresefa.regions import REFERENCE_SIZE, Region, box_region, mask_file_region, resolve_region
 from otresefa.render.figures import (
     DEFAULT_ALPHAS,
-    alpha_caption,
     change_map,
     change_outside_fraction,
     comparison_grid,
@@ -37,6 +37,7 @@ from otresefa.render.figures import (
     render_edits,
     save_gif,
     save_mp4,
+    single_direction,
     strip,
     strip_alphas,
     strip_from_images,
@@ -59,20 +60,6 @@ def _seed_list(seeds: str | int | Sequence[int]) -> list[int]:
 
 
 # --- directions and regions ---------------------------------------------------------------------------
-
-def direction_vectors(directions: Any, w_dim: int, source: str = "the directions") -> torch.Tensor:
-    """``directions`` (a Directions or ``[k, dim]`` / ``[dim]`` values) as ``[k, w_dim]``, checking the
-    dimension against the generator's ``w_dim`` with an error naming both."""
-    vectors = torch.as_tensor(getattr(directions, "vectors", directions), dtype=torch.float32)
-    if vectors.ndim == 1:
-        vectors = vectors[None]
-    if vectors.ndim != 2 or vectors.shape[0] == 0:
-        raise ValueError(f"{source} should be [k, w_dim] vectors, got shape {list(vectors.shape)}")
-    if vectors.shape[1] != w_dim:
-        raise ValueError(f"{source} have dimension {vectors.shape[1]}, but the generator's w_dim is {w_dim}; "
-                         "were they discovered with another model?")
-    return vectors
-
 
 def _direction_indices(index: int | Sequence[int], count: int) -> list[int]:
     indices = [int(index)] if isinstance(index, (int, np.integer)) else [int(i) for i in index]
@@ -143,6 +130,7 @@ def edit_report(
     num_frames: int = 25,
     sweep_tiles: int = 9,
     region: Any = None,
+    units: str = "region",
     video: bool = True,
     display_size: int | None = DEFAULT_DISPLAY_SIZE,
     resample: str = "nearest",
@@ -155,9 +143,15 @@ def edit_report(
     Per seed and direction ``i``: ``seed{S}/d{i}_strip.png`` (``alphas``, original framed in the
     middle), ``d{i}_sweep.png`` (``sweep_tiles`` strengths from -max|alpha| to +max|alpha|),
     ``d{i}_sweep.gif`` and ``.mp4`` (``num_frames`` frames at ``fps``, ping-pong; MP4 only with
-    ``video``) and, when a region is known, ``d{i}_locality.png`` at the strongest alpha.  The
-    region is ``region`` (a Region or anything :func:`resolve_region` reads) or else the one named by
-    the directions' ``metadata["region"]``; without either the locality views are skipped (noted).
+    ``video``) and ``d{i}_locality.png`` at the strongest strength.
+
+    ``directions`` is any :class:`~otresefa.editing.Edit` (e.g. a :class:`~otresefa.directions.Directions`).
+    The region is ``region`` (a name, a Region or anything :func:`resolve_region` reads) or else the
+    one the directions' ``metadata["region"]`` records; on the built-in domain a part name is
+    segmented on each seed's own image.  ``units="region"`` (default) reads ``alphas`` in region units
+    (:func:`otresefa.editing.region_units`: +1 changes the region by the same amount for every method
+    and seed), ``"alpha"`` as raw strengths; region units need a region, raw strengths work without
+    (then the locality views are skipped, noted).
 
     Returns the folder's path; prints a summary when ``progress``.
     """
@@ -165,56 +159,75 @@ def edit_report(
     alpha_list = strip_alphas(parse_alphas(alphas))
     strongest = _strongest(alpha_list)
     layer_list = parse_layers(layers, G.num_ws)
-    vectors = direction_vectors(directions, G.w_dim)  # [k, w_dim]
-    indices = _direction_indices(index, vectors.shape[0])
+    edits = as_edit(directions, G.w_dim)
+    indices = _direction_indices(index, len(edits))
     metadata = dict(getattr(directions, "metadata", {}) or {})
-    size = G.img_resolution
-    region = resolve_region(region, size) if region is not None else region_from_spec(metadata.get("region"), size)
-    notes = [] if region is not None else ["no locality views: no region was given and the directions' metadata "
-                                           "names none whose mask can be rebuilt (pass region=...)"]
-    run_params = {"seeds": seed_list, "alphas": alpha_list, "directions": indices, "layers": layer_list or "all",
-                  "truncation_psi": truncation_psi, "resolution": size, "region": region.name if region else "none",
+    region_of = _region_source(G, region, metadata.get("region"))
+    if region_of is None and units == "region":
+        raise ValueError("strengths in region units need a region, and the directions' metadata names none: "
+                         "pass a region (--region), or raw strengths (--units alpha)")
+    notes = [] if region_of is not None else ["no locality views: no region was given and the directions' metadata "
+                                              "names none whose mask can be rebuilt (pass region=...)"]
+    run_params = {"seeds": seed_list, "alphas": alpha_list, "units": units, "directions": indices,
+                  "layers": layer_list or "all", "truncation_psi": truncation_psi, "resolution": G.img_resolution,
                   **{f"directions_{key}": metadata[key] for key in REPORTED_METADATA if key in metadata}}
     figure_options = dict(display_size=display_size, resample=resample, noise_mode=noise_mode)
     sweep_max = abs(strongest)
     origin, strongest_at = alpha_list.index(0.0), alpha_list.index(strongest)
     out = Path(out)
     with OutputFolder(out, overwrite=overwrite, title="otresefa edits", run_params=run_params) as folder:
-        latents = {seed: w_from_seed(G, seed, truncation_psi) for seed in seed_list}  # seed -> [w_dim]
-        jobs = [(seed, i) for seed in seed_list for i in indices]
-        for seed, i in tqdm(jobs, desc="rendering edits", unit="figure set", disable=not progress):
-            w = latents[seed]
-            direction = vectors[i]  # [w_dim]
-            section, stem = f"seed {seed}", f"seed{seed}/d{i}"
-            params = {"seed": seed, "direction": i, "layers": layer_list or "all"}
-            images = render_edits(G, w, direction, alpha_list, layer_list, noise_mode=noise_mode)  # [A, C, R, R]
-            folder.add_image(f"{stem}_strip.png",
-                             strip_from_images(images, alpha_list, display_size, resample, f"seed {seed}, direction {i}"),
-                             f"seed {seed}, direction {i}: strip", {**params, "alphas": alpha_list}, section)
-            folder.add_image(f"{stem}_sweep.png",
-                             sweep_row(G, w, direction, sweep_max, sweep_tiles, layers=layer_list, **figure_options),
-                             f"seed {seed}, direction {i}: sweep", {**params, "max_alpha": sweep_max,
-                                                                    "tiles": sweep_tiles}, section)
-            frames = sweep_frames(G, w, direction, sweep_max, num_frames, layer_list, **figure_options)
-            animation = {**params, "max_alpha": sweep_max, "frames": num_frames, "fps": fps, "pingpong": True}
-            save_gif(frames, folder.path_for(f"{stem}_sweep.gif"), fps)
-            folder.add(f"{stem}_sweep.gif", f"seed {seed}, direction {i}: sweep (GIF)", animation, section)
-            if video:
-                save_mp4(frames, folder.path_for(f"{stem}_sweep.mp4"), fps)
-                folder.add(f"{stem}_sweep.mp4", f"seed {seed}, direction {i}: sweep (MP4)", animation, section)
-            if region is not None:
-                original, edited = images[origin], images[strongest_at]  # [C, R, R]
-                fraction = float(change_outside_fraction(original, edited, region))
-                view = locality_view(original, edited, region, display_size=display_size, resample=resample,
-                                     edited_caption=alpha_caption(strongest), title=f"seed {seed}, direction {i}")
-                folder.add_image(f"{stem}_locality.png", view,
-                                 f"seed {seed}, direction {i}: change at alpha {strongest:+g} ({region.name})",
-                                 {**params, "alpha": strongest, "region": region.name, "outside_fraction": fraction,
-                                  "heat_scale": "per-image"}, section)
+        for seed in tqdm(seed_list, desc="rendering edits", unit="seed", disable=not progress):
+            w = w_from_seed(G, seed, truncation_psi)  # [w_dim]
+            seed_region = None if region_of is None else region_of(w)
+            folder.run_params.setdefault("region", seed_region.name if seed_region is not None else "none")
+            for i in indices:
+                shown = in_units(G, w, edits.select(i), units, seed_region, layer_list, noise_mode)
+                section, stem = f"seed {seed}", f"seed{seed}/d{i}"
+                params = {"seed": seed, "direction": i, "layers": layer_list or "all", "units": units}
+                if shown.in_region_units:
+                    params["alpha_per_unit"] = float(shown.scale[0])
+                images = render_edits(G, w, shown, alpha_list, layer_list, noise_mode=noise_mode)  # [A, C, R, R]
+                title = f"seed {seed}, direction {i}"
+                folder.add_image(f"{stem}_strip.png",
+                                 strip_from_images(images, alpha_list, display_size, resample, title, shown),
+                                 f"{title}: strip", {**params, "alphas": alpha_list}, section)
+                folder.add_image(f"{stem}_sweep.png",
+                                 sweep_row(G, w, shown, sweep_max, sweep_tiles, layers=layer_list, **figure_options),
+                                 f"{title}: sweep", {**params, "max_alpha": sweep_max, "tiles": sweep_tiles}, section)
+                frames = sweep_frames(G, w, shown, sweep_max, num_frames, layer_list, **figure_options)
+                animation = {**params, "max_alpha": sweep_max, "frames": num_frames, "fps": fps, "pingpong": True}
+                save_gif(frames, folder.path_for(f"{stem}_sweep.gif"), fps)
+                folder.add(f"{stem}_sweep.gif", f"{title}: sweep (GIF)", animation, section)
+                if video:
+                    save_mp4(frames, folder.path_for(f"{stem}_sweep.mp4"), fps)
+                    folder.add(f"{stem}_sweep.mp4", f"{title}: sweep (MP4)", animation, section)
+                if seed_region is not None:
+                    original, edited = images[origin], images[strongest_at]  # [C, R, R]
+                    fraction = float(change_outside_fraction(original, edited, seed_region))
+                    caption = strength_caption(strongest, shown)
+                    view = locality_view(original, edited, seed_region, display_size=display_size, resample=resample,
+                                         edited_caption=caption, title=title)
+                    folder.add_image(f"{stem}_locality.png", view, f"{title}: change at {caption} ({seed_region.name})",
+                                     {**params, "alpha": strongest, "region": seed_region.name,
+                                      "outside_fraction": fraction, "heat_scale": "per-image"}, section)
         folder.run_params["notes"] = notes
     if progress:
         print_summary(out, folder, notes)
     return out
+
+
+def _region_source(G: Generator, region: Any, recorded: Any) -> Callable[[torch.Tensor], Region] | None:
+    """``w -> Region`` at the image size: the given ``region`` or the ``recorded`` one (a Directions'
+    metadata); a name the model's domain segments per image is segmented on each sample, anything
+    else is one fixed region.  None when neither determines a region."""
+    domain = domain_of(G)
+    name = recorded.get("name") if isinstance(recorded, Mapping) and recorded.get("kind") == "parts" else None
+    spec = region if region is not None else name if domain.is_per_image(name) else None
+    if spec is not None and domain.is_per_image(spec):
+        return lambda w: region_for(G, w, spec, domain=domain)
+    fixed = resolve_region(region, G.img_resolution, presets=dict(domain.presets)) if region is not None else \
+        region_from_spec(recorded, G.img_resolution)
+    return None if fixed is None else (lambda w: fixed)
 
 
 # --- otresefa compare ---------------------------------------------------------------------------------
@@ -236,12 +249,13 @@ def add_comparison(
     G: Generator,
     w: torch.Tensor,
     region: Region,
-    rows: Mapping[str, torch.Tensor],
+    rows: Mapping[str, Any],
     files: Mapping[str, str],
     alphas: Sequence[float],
     layers: Sequence[int] | None,
     title: str,
     prefix: str = "",
+    units: str = "region",
     display_size: int | None = DEFAULT_DISPLAY_SIZE,
     resample: str = "nearest",
     noise_mode: str = "const",
@@ -249,37 +263,42 @@ def add_comparison(
 ) -> list[str]:
     """Write the comparison grid, a strip and a locality view per direction into ``folder``.
 
-    ``rows`` maps a row label to a direction ``[w_dim]``, ``files`` the same labels to file stems.
+    ``rows`` maps a row label to a one-direction edit (a direction ``[w_dim]`` or an
+    :class:`~otresefa.editing.Edit`), ``files`` the same labels to file stems.  With ``units="region"``
+    every row's strengths are region units on this sample, so all rows change the region alike.
     Files go to ``{prefix}comparison.png``, ``{prefix}strips/`` and ``{prefix}locality/``; the
     locality heat maps share one fixed scale (the largest change among them) so that their colours
-    compare.  Returns one note per direction: its change outside the region at the strongest alpha.
+    compare.  Returns one note per direction: its change outside the region at the strongest strength.
     """
     strongest = _strongest(alphas)
+    shown = {label: in_units(G, w, single_direction(edit_), units, region, layers, noise_mode)
+             for label, edit_ in rows.items()}
     figure_options = dict(layers=layers, display_size=display_size, resample=resample, noise_mode=noise_mode)
     section = prefix.strip("/") or None
-    grid = comparison_grid(G, w, rows, alphas, region=region, title=title, footer=SIGN_NOTE, **figure_options)
+    grid = comparison_grid(G, w, shown, alphas, region=region, title=title, footer=SIGN_NOTE, **figure_options)
     folder.add_image(f"{prefix}comparison.png", grid, f"methods compared: {title}. {SIGN_NOTE}",
-                     {"alphas": list(alphas), "rows": list(rows)}, section or "comparison")
-    for label, vector in tqdm(rows.items(), desc="rendering strips", unit="strip", disable=not progress):
-        folder.add_image(f"{prefix}strips/{files[label]}.png", strip(G, w, vector, alphas, title=label, **figure_options),
-                         f"{label}: strip", {"alphas": list(alphas)}, section or "strips")
-    labels = list(rows)
-    stacked = torch.stack([rows[label] for label in labels])  # [D, w_dim]
+                     {"alphas": list(alphas), "units": units, "rows": list(rows)}, section or "comparison")
+    for label, edit_ in tqdm(shown.items(), desc="rendering strips", unit="strip", disable=not progress):
+        folder.add_image(f"{prefix}strips/{files[label]}.png", strip(G, w, edit_, alphas, title=label, **figure_options),
+                         f"{label}: strip", {"alphas": list(alphas), "units": units}, section or "strips")
+    labels = list(shown)
+    together = compose([shown[label] for label in labels])  # D directions
     # one batch: row 0 the original, row 1 + d the strongest edit along direction d alone
     strengths = torch.cat([torch.zeros(1, len(labels)), strongest * torch.eye(len(labels))])  # [1 + D, D]
-    images = render_edits(G, w, stacked, strengths, layers, noise_mode=noise_mode)  # [1 + D, C, R, R]
+    images = render_edits(G, w, together, strengths, layers, noise_mode=noise_mode)  # [1 + D, C, R, R]
     original, edited = images[0], images[1:]
     scale = float(change_map(original, edited).max()) or 1.0  # shared by all panels
     fractions = change_outside_fraction(original, edited, region)  # [D]
     notes = []
     for d, label in enumerate(labels):
         fraction = float(fractions[d])
+        caption = strength_caption(strongest, shown[label])
         view = locality_view(original, edited[d], region, scale=scale, display_size=display_size, resample=resample,
-                             edited_caption=alpha_caption(strongest), title=label)
-        folder.add_image(f"{prefix}locality/{files[label]}.png", view, f"{label}: change at alpha {strongest:+g}",
-                         {"alpha": strongest, "outside_fraction": fraction, "heat_scale": f"fixed {scale:.4g}"},
-                         section or "locality")
-        notes.append(f"{label}: {describe_outside(fraction, region.name)} at alpha {strongest:+g}")
+                             edited_caption=caption, title=label)
+        folder.add_image(f"{prefix}locality/{files[label]}.png", view, f"{label}: change at {caption}",
+                         {"alpha": strongest, "units": units, "outside_fraction": fraction,
+                          "heat_scale": f"fixed {scale:.4g}"}, section or "locality")
+        notes.append(f"{label}: {describe_outside(fraction, region.name)} at {caption}")
     return notes
 
 
@@ -301,6 +320,7 @@ def compare_report(
     resample: str = "nearest",
     noise_mode: str = "const",
     latent: torch.Tensor | None = None,
+    units: str = "region",
 ) -> Path:
     """Compare region methods on one seed and region, written to the folder ``out``.
 
@@ -311,6 +331,8 @@ def compare_report(
     alpha, all locality heat maps on one fixed scale (the largest change among them) so that their
     colours compare.  Directions are shown with the sign each method returned (see the grid's note).
     ``latent`` is the sample's w when already computed (default: ``seed``'s at ``truncation_psi``).
+    ``units="region"`` (default) shows every direction at the same change of the region (``alphas``
+    in region units), ``"alpha"`` at the same raw strengths.
 
     Returns the folder's path; prints a summary (with each direction's change outside the region)
     when ``progress``.
@@ -332,7 +354,7 @@ def compare_report(
     if unknown:
         raise ValueError(f"options given for methods that are not compared: {unknown}")
     run_params = {"seed": seed, "region": region.name, "region_spec": region.spec, "methods": method_list,
-                  "num_directions": num_directions, "alphas": alpha_list, "layers": layer_list or "all",
+                  "num_directions": num_directions, "alphas": alpha_list, "units": units, "layers": layer_list or "all",
                   "truncation_psi": truncation_psi, "resolution": G.img_resolution,
                   "method_options": method_options}
     w = w_from_seed(G, seed, truncation_psi) if latent is None else latent  # [w_dim]
@@ -340,21 +362,21 @@ def compare_report(
     notes: list[str] = []
     with OutputFolder(out, overwrite=overwrite, title=f"otresefa comparison: seed {seed}, region {region.name}",
                       run_params=run_params) as folder:
-        rows: dict[str, torch.Tensor] = {}  # row label -> [w_dim]
+        rows: dict[str, Edit] = {}  # row label -> one direction
         files: dict[str, str] = {}  # row label -> file stem
         for method in tqdm(method_list, desc="discovering directions", unit="method", disable=not progress):
             found = discover_fn(method, **method_options.get(method, {}))
-            vectors = direction_vectors(found, G.w_dim, f"{method}'s directions")  # [k, w_dim]
+            edits = as_edit(found, G.w_dim, f"{method}'s directions")
             _save_directions(folder, names[method], method, found)
-            shown = min(num_directions, vectors.shape[0])
+            shown = min(num_directions, len(edits))
             if shown < num_directions:
-                notes.append(f"{method} returned {vectors.shape[0]} directions, fewer than the {num_directions} asked for")
+                notes.append(f"{method} returned {len(edits)} directions, fewer than the {num_directions} asked for")
             for k in range(shown):
                 label = method if num_directions == 1 else f"{method} #{k}"
-                rows[label], files[label] = vectors[k], f"{names[method]}_d{k}"
+                rows[label], files[label] = edits.select(k), f"{names[method]}_d{k}"
 
         notes += add_comparison(folder, G, w, region, rows, files, alpha_list, layer_list,
-                                title=f"seed {seed}, region {region.name}", display_size=display_size,
+                                title=f"seed {seed}, region {region.name}", units=units, display_size=display_size,
                                 resample=resample, noise_mode=noise_mode, progress=progress)
         folder.run_params["notes"] = notes
     if progress:

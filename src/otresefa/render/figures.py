@@ -22,7 +22,8 @@ import torch
 from matplotlib import colormaps
 from PIL import Image
 
-from otresefa.editing import edit
+from otresefa.editing import Edit, as_edit, compose, edit, strength_caption
+from otresefa.latents import one_ws
 from otresefa.io import atomic_path
 from otresefa.metrics.locality import change_outside_fraction, region_mask
 from otresefa.models import Generator
@@ -45,15 +46,14 @@ MP4_BLOCK = 16
 
 # --- inputs ---------------------------------------------------------------------------------------
 
-def single_direction(direction: Any) -> torch.Tensor:
-    """One direction ``[dim]`` from a vector, a ``[1, dim]`` matrix or a one-row ``Directions``."""
-    vectors = torch.as_tensor(getattr(direction, "vectors", direction), dtype=torch.float32)
-    if vectors.ndim == 2 and vectors.shape[0] == 1:
-        vectors = vectors[0]
-    if vectors.ndim != 1:
-        raise ValueError(f"expected one direction [dim], got shape {list(vectors.shape)}; "
-                         "pick one row, e.g. directions[0]")
-    return vectors
+def single_direction(direction: Any) -> Edit:
+    """An edit along one direction: a vector ``[dim]``, a ``[1, dim]`` matrix or a one-direction
+    :class:`~otresefa.editing.Edit` (e.g. ``directions.select(0)``)."""
+    edit_ = as_edit(direction)
+    if len(edit_) != 1:
+        raise ValueError(f"expected one direction, got {len(edit_)}; pick one, e.g. directions.select(0) "
+                         "or directions[0]")
+    return edit_
 
 
 def strip_alphas(alphas: Sequence[float]) -> list[float]:
@@ -74,32 +74,31 @@ def sweep_alphas(max_alpha: float, count: int) -> list[float]:
     return [max_alpha * (2 * i / (count - 1) - 1) for i in range(count)]
 
 
-def alpha_caption(alpha: float) -> str:
-    return "original" if alpha == 0 else f"alpha {alpha:+g}"
+UNITS_NOTE = "u = region units: +1 u changes the region by an RMS of 0.05 per channel (images in [-1, 1])"
 
 
 def render_edits(G: Generator, latent: torch.Tensor, directions: Any, alphas: Any,
                  layers: Sequence[int] | None = None, **edit_options) -> torch.Tensor:
     """``edit`` for one latent -> ``[A, C, R, R]`` (accepts a W+ latent ``[num_ws, w_dim]`` too)."""
-    latent = torch.as_tensor(latent, dtype=torch.float32)
-    if edit_options.get("space", "w") == "w" and tuple(latent.shape) == (G.num_ws, G.w_dim):
-        latent = latent[None]  # one W+ latent, not a batch of w's
-    if latent.ndim != 1 and not (latent.ndim == 3 and latent.shape[0] == 1):
-        raise ValueError(f"a figure shows one latent ([dim] or W+ [num_ws, w_dim]), got shape {list(latent.shape)}")
-    images = edit(G, latent, directions, alphas, layers=layers, **edit_options)
-    return images if latent.ndim == 1 else images[0]
+    if edit_options.get("space", "w") == "w":
+        latent = one_ws(G, latent)  # [1, num_ws, w_dim]
+    else:
+        latent = torch.as_tensor(latent, dtype=torch.float32).reshape(1, -1)
+    return edit(G, latent, directions, alphas, layers=layers, **edit_options)[0]
 
 
 # --- strips and sweeps ------------------------------------------------------------------------------
 
 def strip_from_images(images: torch.Tensor, alphas: Sequence[float], display_size: int | None = DEFAULT_DISPLAY_SIZE,
-                      resample: str = "nearest", title: str | None = None) -> Image.Image:
-    """One row of already rendered edits ``[A, C, R, R]`` for sorted ``alphas`` (containing 0)."""
+                      resample: str = "nearest", title: str | None = None, edit: Edit | None = None) -> Image.Image:
+    """One row of already rendered edits ``[A, C, R, R]`` for sorted ``alphas`` (containing 0),
+    captioned as ``edit`` writes its strengths."""
     if len(images) != len(alphas):
         raise ValueError(f"{len(images)} images for {len(alphas)} strengths")
     marked = [(0, i) for i, a in enumerate(alphas) if a == 0]
     return make_grid([tiles_from_images(images, display_size, resample)],
-                     captions=[[alpha_caption(a) for a in alphas]], marked=marked, title=title)
+                     captions=[[strength_caption(a, edit) for a in alphas]], marked=marked, title=title,
+                     footer=UNITS_NOTE if edit is not None and edit.in_region_units else None)
 
 
 def strip(G: Generator, latent: torch.Tensor, direction: Any, alphas: Sequence[float] = DEFAULT_ALPHAS,
@@ -108,8 +107,9 @@ def strip(G: Generator, latent: torch.Tensor, direction: Any, alphas: Sequence[f
     """Edits along one direction in one row (the paper's Fig. 3): negative strengths left, the framed
     original in the middle, positive strengths right; each tile captioned with its alpha."""
     alphas = strip_alphas(alphas)
-    images = render_edits(G, latent, single_direction(direction), alphas, layers, **edit_options)  # [A, C, R, R]
-    return strip_from_images(images, alphas, display_size, resample, title)
+    one = single_direction(direction)
+    images = render_edits(G, latent, one, alphas, layers, **edit_options)  # [A, C, R, R]
+    return strip_from_images(images, alphas, display_size, resample, title, one)
 
 
 def sweep_row(G: Generator, latent: torch.Tensor, direction: Any, max_alpha: float = 3.0, count: int = 9,
@@ -125,11 +125,13 @@ def sweep_frames(G: Generator, latent: torch.Tensor, direction: Any, max_alpha: 
     """Frames ``[H, W, 3]`` uint8 of a sweep from ``-max_alpha`` to ``+max_alpha``, for
     :func:`save_gif` / :func:`save_mp4`.  ``annotate`` adds the frame's alpha in a bar below."""
     alphas = sweep_alphas(max_alpha, num_frames)
-    images = render_edits(G, latent, single_direction(direction), alphas, layers, **edit_options)  # [F, C, R, R]
+    one = single_direction(direction)
+    images = render_edits(G, latent, one, alphas, layers, **edit_options)  # [F, C, R, R]
     tiles = tiles_from_images(images, display_size, resample)
     if annotate:
         # a fixed number format keeps the caption from jittering between frames
-        tiles = [make_grid([[tile]], captions=[[f"alpha {a:+.2f}"]]) for tile, a in zip(tiles, alphas)]
+        unit = "{:+.2f} u" if one.in_region_units else "alpha {:+.2f}"
+        tiles = [make_grid([[tile]], captions=[[unit.format(a)]]) for tile, a in zip(tiles, alphas)]
     return [np.asarray(tile) for tile in tiles]
 
 
@@ -205,21 +207,22 @@ def comparison_grid(G: Generator, latent: torch.Tensor, methods: Mapping[str, An
     if not methods:
         raise ValueError("a comparison needs at least one method")
     labels = list(methods)
-    vectors = torch.stack([single_direction(methods[label]) for label in labels])  # [M, dim]
+    rows_edit = compose([single_direction(methods[label]) for label in labels])  # M directions
     alphas = strip_alphas(alphas)
     num_methods, num_alphas = len(labels), len(alphas)
     # row m of the grid moves along direction m only: strengths [M, A, M] with alphas on the diagonal
     strengths = torch.zeros(num_methods, num_alphas, num_methods)
     strengths[torch.arange(num_methods), :, torch.arange(num_methods)] = torch.tensor(alphas)
     strengths = strengths.reshape(-1, num_methods)  # [M*A, M]
-    images = render_edits(G, latent, vectors, strengths, layers, **edit_options)  # [M*A, C, R, R]
+    images = render_edits(G, latent, rows_edit, strengths, layers, **edit_options)  # [M*A, C, R, R]
     origin = alphas.index(0.0)
     rows = [tiles_from_images(chunk, display_size, resample) for chunk in images.split(num_alphas)]
     if region is not None:
         mask = region_mask(region, tuple(images.shape[-2:]))
         for row in rows:
             row[origin] = draw_mask_outline(row[origin], mask)
-    return make_grid(rows, row_labels=labels, column_labels=[alpha_caption(a) for a in alphas],
+    footer = " ".join(filter(None, [footer, UNITS_NOTE if rows_edit.in_region_units else None])) or None
+    return make_grid(rows, row_labels=labels, column_labels=[strength_caption(a, rows_edit) for a in alphas],
                      marked=[(m, origin) for m in range(num_methods)], title=title, footer=footer)
 
 
@@ -230,8 +233,8 @@ def chain(G: Generator, latent: torch.Tensor, directions: Sequence[Any], alphas:
     """A multi-semantic edit (the paper's Fig. 5, eq. 28): row ``i`` moves along direction ``i`` from
     0 to ``alphas[i]`` in ``steps`` steps, on top of the full edits of the rows above it, so each row
     starts where the previous ended and the last tile carries all edits."""
-    vectors = torch.stack([single_direction(d) for d in directions])  # [m, dim]
-    num = vectors.shape[0]
+    chained = compose([single_direction(d) for d in directions])  # m directions
+    num = len(chained)
     if len(alphas) != num:
         raise ValueError(f"{num} directions need {num} strengths, got {len(alphas)}")
     if steps < 1:
@@ -245,9 +248,10 @@ def chain(G: Generator, latent: torch.Tensor, directions: Sequence[Any], alphas:
     for i in range(num):
         strengths[i, :, :i] = full[:i]
         strengths[i, :, i] = fractions * full[i]
-    images = render_edits(G, latent, vectors, strengths.reshape(-1, num), layers, **edit_options)  # [m*T, C, R, R]
+    images = render_edits(G, latent, chained, strengths.reshape(-1, num), layers, **edit_options)  # [m*T, C, R, R]
     rows = [tiles_from_images(chunk, display_size, resample) for chunk in images.split(steps + 1)]
-    captions = [["rows above"] + [alpha_caption(float(t) * float(full[i])) for t in fractions[1:]] for i in range(num)]
+    captions = [["rows above"] + [strength_caption(float(t) * float(full[i]), chained) for t in fractions[1:]]
+                for i in range(num)]
     captions[0][0] = "original"
     captions[-1][-1] = "all edits"
     row_labels = [f"{label} ({float(a):+g})" for label, a in zip(labels, full)]
