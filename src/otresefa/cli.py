@@ -21,7 +21,8 @@ app = typer.Typer(
     help="Local image editing with StyleGAN2: region semantic discovery by optimal transport (OT-ReSeFa).",
 )
 
-CHECKPOINT_HELP = "checkpoint file (NVIDIA .pkl, rosinality .pt, otresefa .safetensors) or a built-in model name"
+CHECKPOINT_HELP = ("checkpoint file (NVIDIA or TensorFlow .pkl, rosinality .pt, genforce/Hammer .pth, otresefa .safetensors) "
+                   "or a built-in model name")
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
 
 
@@ -264,9 +265,32 @@ def methods() -> None:
 @app.command()
 @friendly_errors
 def info(checkpoint: str = typer.Argument("synthfaces", help=CHECKPOINT_HELP)) -> None:
-    """Show a checkpoint's architecture."""
+    """Show the format a checkpoint was read as, its architecture and its constructor arguments (JSON)."""
     G = _load(checkpoint, None)
-    typer.echo(json.dumps({"checkpoint": G.checkpoint_id, "num_ws": G.num_ws, **G.init_kwargs}, indent=2))
+    typer.echo(json.dumps({"checkpoint": G.checkpoint_id, "format": G.checkpoint_format,
+                           "architecture": G.architecture(), "init_kwargs": G.init_kwargs}, indent=2))
+
+
+@app.command()
+@friendly_errors
+def convert(
+    source: str = typer.Argument(..., help=CHECKPOINT_HELP),
+    out: Path = typer.Argument(..., help="the .safetensors file to write"),
+    network: str = typer.Option("G_ema", "--network", help="which network of a pickle: G_ema (moving average) or G"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing OUT"),
+) -> None:
+    """Convert any supported checkpoint to the project's safetensors format (loads faster, never unpickles)."""
+    from otresefa.checkpoints import load_generator
+
+    if out.suffix != ".safetensors":
+        raise ValueError(f"the output must be a .safetensors file, got {out}")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    G = load_generator(source, network=network)
+    metadata = {"converted_from": str(source), "source_format": G.checkpoint_format, "source_checkpoint": G.checkpoint_id,
+                "network": network}
+    G.save(out, metadata=metadata, overwrite=overwrite)
+    typer.echo(f"{G.checkpoint_format} -> {out} ({G.architecture()['family']}, {G.img_resolution}px)")
 
 
 def main() -> None:  # pragma: no cover - console entry point

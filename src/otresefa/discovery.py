@@ -15,23 +15,10 @@ import torch
 
 from otresefa import __version__
 from otresefa.directions import Directions
-from otresefa.jacobian import generator_fingerprint, region_grams
+from otresefa.jacobian import as_jacobian_list, generator_fingerprint, region_grams
 from otresefa.methods import RegionProblem, method_needs, method_options, run_method
 from otresefa.models import Generator
 from otresefa.regions import Region, resolve_region
-
-
-def _jacobian_list(jacobians: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    items = [jacobians] if isinstance(jacobians, torch.Tensor) and jacobians.ndim == 3 else list(jacobians)
-    if not items:
-        raise ValueError("no Jacobian given")
-    shape = tuple(items[0].shape)
-    for J in items:
-        if J.ndim != 3 or J.shape[0] != J.shape[1]:
-            raise ValueError(f"a Jacobian has shape [S, S, dim], got {list(J.shape)}")
-        if tuple(J.shape) != shape:
-            raise ValueError(f"all Jacobians must have the same shape; got {list(shape)} and {list(J.shape)}")
-    return items
 
 
 def average_grams(jacobians: Sequence[torch.Tensor], region: Region) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,10 +42,12 @@ def discover(
 
     Args:
         jacobians: one ``[S, S, dim]`` Jacobian (:func:`otresefa.jacobian`) or several (their Gram
-            matrices are averaged).  May be ``None`` for the global baselines (``sefa``,
-            ``ganspace``), which read the generator instead and ignore the region.
+            matrices are averaged): a list, or a stacked ``[N, S, S, dim]``; numpy or torch (see
+            :func:`~otresefa.jacobian.as_jacobian_list`).  May be ``None`` for the global baselines
+            (``sefa``, ``ganspace``), which read the generator instead and ignore the region.
         region: a :class:`~otresefa.regions.Region` or anything :func:`~otresefa.regions.resolve_region`
-            accepts (preset name, ``"box:r,c,h,w"``, mask file, ...), resized to the Jacobians' size.
+            accepts (preset name, ``"box:r,c,h,w"``, mask file, a numpy/torch mask ``[H, W]``, ...),
+            resized to the Jacobians' size.
         method: a registered method name (``otresefa.methods.available_methods()``).
         seed: seeds every random choice of the method.
         generator: needed by ``sefa`` and ``ganspace``; otherwise recorded as the checkpoint id.
@@ -74,7 +63,7 @@ def discover(
         raise ValueError(f"unknown option(s) {unknown} for method {method!r}; valid options: {', '.join(sorted(known)) or '(none)'}")
     if needs == "generator" and generator is None:
         raise ValueError(f"method {method!r} needs the generator: pass generator=G")
-    items = None if jacobians is None else _jacobian_list(jacobians)
+    items = None if jacobians is None else as_jacobian_list(jacobians)
     if items is None and needs == "grams":
         raise ValueError(f"method {method!r} needs Jacobians: compute them with otresefa.jacobian(G, w)")
     if items is not None:

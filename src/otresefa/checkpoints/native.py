@@ -20,6 +20,7 @@ from otresefa.models import Generator
 
 FORMAT = "otresefa-generator"
 FORMAT_VERSION = 1
+FORMAT_NAME = "otresefa-safetensors"  # what G.checkpoint_format says of these files
 
 
 def save_generator(G: Generator, path: str | Path, metadata: dict | None = None, overwrite: bool = False) -> Path:
@@ -71,4 +72,5 @@ def load_native(path: str | Path, device: str | torch.device | None = None) -> G
     if missing or unexpected:
         raise CheckpointError(f"{path}: tensors do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
     G.training_metadata = json.loads(header.get("metadata", "{}"))
+    G.checkpoint_format = FORMAT_NAME
     return G.to(device) if device is not None else G

@@ -206,6 +206,7 @@ class SynthesisNetwork(nn.Module):
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_channels = img_channels
+        self.channel_base, self.channel_max = channel_base, channel_max
         self.block_resolutions = [2**i for i in range(2, log2 + 1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
         fp16_resolution = max(2 ** (log2 + 1 - num_fp16_res), 8)
@@ -320,6 +321,22 @@ class Generator(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.mapping.fc0.weight.device
+
+    def architecture(self) -> dict:
+        """A summary of the network: family, config (``"skip"``, ``"resnet"`` or ``"orig"``),
+        resolution, latent sizes and widths."""
+        return {
+            "family": "stylegan2",
+            "config": self.synthesis.blocks()[-1].architecture,
+            "resolution": self.img_resolution,
+            "num_ws": self.num_ws,
+            "z_dim": self.z_dim,
+            "w_dim": self.w_dim,
+            "c_dim": self.c_dim,
+            "mapping_layers": self.mapping.num_layers,
+            "channel_base": self.synthesis.channel_base,
+            "channel_max": self.synthesis.channel_max,
+        }
 
     def save(self, path: str | Path, metadata: dict | None = None, overwrite: bool = False) -> Path:
         """Write the project's format: ``path`` (safetensors weights) + ``path.json`` (config)."""
