@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,3 +89,16 @@ def test_parse_seeds():
     for bad in ("3-1", "a", "", "-2"):
         with pytest.raises(ValueError):
             parse_seeds(bad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_latents_directions_and_strengths(tiny_generator, dtype):
+    G = tiny_generator
+    w, z, n = w_from_seed(G, 0), z_from_seed(G, 0), unit(G.w_dim, 1)
+    expected = edit(G, w, n, alphas=[-2.0, 2.0])
+    got = edit(G, w.numpy().astype(dtype), n.numpy().astype(dtype), alphas=np.array([-2.0, 2.0], dtype))
+    assert got.shape == expected.shape and torch.equal(got, expected)
+    ws = torch.stack([ws_from_seed(G, 0), ws_from_seed(G, 1)])  # W+ [2, num_ws, w_dim]
+    assert torch.equal(edit(G, ws.numpy().astype(dtype), n.numpy(), alphas=[1.0]), edit(G, ws, n, alphas=[1.0]))
+    assert torch.allclose(edit(G, z.numpy().astype(dtype), n.numpy(), alphas=[1.0], space="z"),
+                          edit(G, z, n, alphas=[1.0], space="z"), atol=1e-6)

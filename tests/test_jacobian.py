@@ -116,6 +116,18 @@ def test_bad_latents_and_options(tiny_generator):
         jacobian(G, torch.zeros(G.w_dim), space="s")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_latents(tiny_generator, dtype):
+    G = tiny_generator
+    w = torch.randn(G.w_dim, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(jacobian(G, w.numpy().astype(dtype), size=8), jacobian(G, w, size=8))
+    z = torch.randn(G.z_dim, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(jacobian(G, z.numpy().astype(dtype)[None], size=8, space="z"), jacobian(G, z, size=8, space="z"),
+                          atol=1e-6)
+    with pytest.raises(ValueError, match=r"shape \[32\], got \[2, 32\]"):
+        jacobian(G, np.zeros((2, G.w_dim), dtype))
+
+
 def test_region_grams_normalisation_and_errors():
     J = torch.randn(6, 6, 4, dtype=torch.float64)
     mask = torch.zeros(6, 6, dtype=torch.bool)

@@ -70,7 +70,8 @@ def jacobian(
     Args:
         G: the generator (its parameters are not differentiated).
         latent: ``[w_dim]`` w (``space="w"``) broadcast to the ``layers``, or ``[z_dim]`` z
-            (``space="z"``, differentiated through the mapping network with ``truncation_psi``).
+            (``space="z"``, differentiated through the mapping network with ``truncation_psi``); a
+            tensor or a numpy array (float32 or float64; computed in float32).
         size: the image is area-down-sampled to ``size`` x ``size`` when the generator is larger.
         layers: ws indices that receive the perturbation (ReSeFa's layer-wise manipulation); the
             other layers keep the unperturbed latent.  ``None``: all layers.
