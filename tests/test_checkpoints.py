@@ -178,13 +178,32 @@ NUMPY_ABUSES = {
 }
 
 
+MALFORMED_NUMPY = {
+    "array state of another form": lambda: Malicious(np._core.multiarray._reconstruct, np.ndarray, (0,), b"b", state=(1, 2)),
+    "negative array shape": lambda: Malicious(np._core.multiarray._reconstruct, np.ndarray, (0,), b"b",
+                                              state=(1, (-1,), np.dtype("f8"), False, b"")),
+    "scalar of the wrong size": lambda: Malicious(np._core.multiarray.scalar, np.dtype("f8"), b"\x00" * 3),
+    "protocol-5 array in another order": lambda: Malicious(np._core.numeric._frombuffer, b"\x00" * 8, np.dtype("f8"),
+                                                           (1,), "X"),
+}
+
+
+def numpy_value_in_a_generator(tmp_path, generator, value):
+    """A pickle whose G_ema keeps ``value`` among its attributes, where real pickles keep numpy values."""
+    return write_nvidia_pickle(tmp_path / "evil.pkl", generator, generator_record=lambda fake: persisted(
+        fake, "Generator", {"act_gain": value, "_modules": {}}, "# networks.py", {}))
+
+
 @pytest.mark.parametrize("abuse", sorted(NUMPY_ABUSES))
 def test_numpy_globals_are_refused_for_anything_but_numbers(tmp_path, tiny_generator, abuse):
-    # hidden in the generator's own attributes, where real pickles keep their numpy values
-    path = write_nvidia_pickle(tmp_path / "evil.pkl", tiny_generator, generator_record=lambda fake: persisted(
-        fake, "Generator", {"act_gain": NUMPY_ABUSES[abuse](), "_modules": {}}, "# networks.py", {}))
     with pytest.raises(UnsafeCheckpointError, match="refusing numpy data"):
-        load_generator(path)
+        load_generator(numpy_value_in_a_generator(tmp_path, tiny_generator, NUMPY_ABUSES[abuse]()))
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_NUMPY))
+def test_malformed_numpy_values_are_named(tmp_path, tiny_generator, case):
+    with pytest.raises(CheckpointError, match="malformed numpy"):
+        load_generator(numpy_value_in_a_generator(tmp_path, tiny_generator, MALFORMED_NUMPY[case]()))
 
 
 def test_numpy_ndarray_is_not_callable_from_a_pickle(tmp_path):
@@ -215,6 +234,12 @@ def test_pickle_without_requested_network(tmp_path, tiny_generator):
         load_generator(path, network="G_smooth")
     with pytest.raises(UnsupportedCheckpointError, match="'D' .* is a persisted 'Discriminator', not a Generator"):
         load_generator(path, network="D")
+    with pytest.raises(CheckpointError, match="'training_set_kwargs' .* is not a network \\(it is a dict\\)"):
+        load_generator(path, network="training_set_kwargs")
+    positional = write_nvidia_pickle(tmp_path / "args.pkl", tiny_generator, generator_record=lambda fake: persisted(
+        fake, "Generator", {"_init_args": (512,), "_modules": {}}, "# networks.py", {}))
+    with pytest.raises(CheckpointError, match="unexpected positional constructor arguments"):
+        load_generator(positional)
 
 
 def test_pickle_of_an_unknown_network_class(tmp_path, tiny_generator):
@@ -302,6 +327,16 @@ def test_tensorflow_bad_files_are_named(tmp_path, tiny_generator):
         load_generator(tmp_path / "encoder.pkl")
     with pytest.raises(UnsupportedCheckpointError, match="version 3 predates StyleGAN2"):
         load_generator(tmp_path / "stylegan1.pkl")
+    with fake_modules() as fake:
+        concat = fake.Network(dict(version=4, name="G_mapping", static_kwargs={}, components={}, build_module_src="",
+                                   build_func_name="G_mapping", variables=[("LabelConcat/weight", np.zeros((3, 4), np.float32))]))
+        conditional = fake.Network(dict(version=4, name="Gs", static_kwargs={}, build_module_src="", build_func_name="G_main",
+                                        variables=[], components={"mapping": concat, "synthesis": concat}))
+        (tmp_path / "concat.pkl").write_bytes(pickle.dumps(conditional, protocol=3))
+    with pytest.raises(UnsupportedCheckpointError, match="LabelConcat"):
+        load_generator(tmp_path / "concat.pkl")
+    with pytest.raises(CheckpointError, match="networks are 'G_ema' \\(Gs\\) and 'G', not 'G_smooth'"):
+        load_generator(write_tf_pickle(tmp_path / "g.pkl", tiny_generator), network="G_smooth")
 
 
 # ----------------------------------------------------------------------------- genforce / Hammer .pth
@@ -339,11 +374,21 @@ def test_genforce_bad_files_are_named(tmp_path, tiny_generator):
     torch.save(checkpoint, path)
     with pytest.raises(UnsupportedCheckpointError, match="'synthesis.filter' is not StyleGAN2's"):
         load_generator(path)
-    del checkpoint["models"]["generator_smooth"]["synthesis.filter"]
-    del checkpoint["models"]["generator_smooth"]["synthesis.layer2.style.bias"]
-    torch.save(checkpoint, path)
-    with pytest.raises(UnsupportedCheckpointError, match="no tensor 'synthesis.layer2.style.bias'"):
-        load_generator(path)
+    state = checkpoint["models"]["generator_smooth"]
+    del state["synthesis.filter"]
+    for change, message in [
+        (lambda sd: sd.pop("synthesis.layer2.style.bias"), "no tensor 'synthesis.layer2.style.bias'"),
+        (lambda sd: sd.update({"mapping.label_weight": torch.zeros(3, 32)}), "label_weight"),
+        (lambda sd: sd.update({"synthesis.layer0.noise": torch.zeros(1, 16, 1, 1)}), "per-channel noise"),
+        (lambda sd: sd.pop("synthesis.layer1.weight"), "incomplete generator"),
+        (lambda sd: sd.update({"synthesis.layer0.extra": torch.zeros(2)}), "unexpected \\['synthesis.layer0.extra'\\]"),
+        (lambda sd: sd.update({"synthesis.layer0.bias": torch.zeros(3)}), "unexpected shape"),
+    ]:
+        broken = dict(state)
+        change(broken)
+        torch.save({"models": {"generator_smooth": broken}}, path)
+        with pytest.raises(UnsupportedCheckpointError, match=message):
+            load_generator(path)
 
 
 # ----------------------------------------------------------------------------- rosinality

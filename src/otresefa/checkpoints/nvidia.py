@@ -60,11 +60,15 @@ class TFNetworkRecord:
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, dict):
             raise CheckpointError("malformed TensorFlow network in the pickle (its state is not a dict)")
-        self.state = state
+        self._state = state
+
+    @property
+    def state(self) -> dict:
+        return self.__dict__.get("_state") or {}
 
     @property
     def name(self) -> str:
-        return str(getattr(self, "state", {}).get("name"))
+        return str(self.state.get("name"))
 
 
 class EasyDict(dict):
