@@ -165,7 +165,7 @@ def augment_pipe(fake, module_src: str) -> Persisted:
              "_buffers": OrderedDict(p=torch.tensor(0.2), Hz_geom=torch.randn(12)),
              "xflip": np.float64(1.0), "rotate90": 1, "imgfilter_std": np.float64(1.0),
              "imgfilter_bands": [1, 1, 1, 1], "Hz_fbank_np": np.linspace(0, 1, 8).astype(np.float32),
-             "seed": np.int64(7)}
+             "seed": np.int64(7), "name": np.str_("ada")}
     return persisted(fake, "AugmentPipe", state, module_src, dict(xflip=1, rotate90=1))
 
 
@@ -272,6 +272,21 @@ def tf_discriminator_variables(resolution: int, channels: int = 8) -> list:
     return [(name, rng.standard_normal(shape).astype(np.float32)) for name, shape in shapes.items()]
 
 
+def tf_network(fake, name: str, func: str, variables: list, static_kwargs: dict | None = None,
+               components: dict | None = None, version: int = 4):
+    """One ``dnnlib.tflib.network.Network`` with the state its ``__getstate__`` returns."""
+    return fake.Network(dict(version=version, name=name, static_kwargs=dict(static_kwargs or {}), components=components or {},
+                             build_module_src=NEVER_RUN + "import tensorflow as tf\n", build_func_name=func,
+                             variables=variables))
+
+
+def write_tf_network(path, name: str, variables: list, components: dict[str, list] | None = None, version: int = 4) -> Path:
+    """A pickle of one TensorFlow network ``name`` (components: name -> their variables)."""
+    with fake_modules() as fake:
+        parts = {part: tf_network(fake, part, part, part_variables) for part, part_variables in (components or {}).items()}
+        return dump(tf_network(fake, name, name, variables, components=parts, version=version), path, 3, 1)
+
+
 def write_tf_pickle(path, G: Generator, *, G_train: Generator | None = None, protocol: int = 3, numpy_version: int = 1,
                     networks: str = "G,D,Gs", lod_names: bool = False, static_kwargs: dict | None = None) -> Path:
     """A TensorFlow StyleGAN2 pickle as NVlabs/stylegan2 writes it: the tuple ``(G, D, Gs)`` of
@@ -282,9 +297,7 @@ def write_tf_pickle(path, G: Generator, *, G_train: Generator | None = None, pro
     kwargs = {**tf_static_kwargs(G), **(static_kwargs or {})}
     with fake_modules() as fake:
         def network(name: str, func: str, variables: list, components: dict | None = None, extra: dict | None = None):
-            return fake.Network(dict(version=4, name=name, static_kwargs={**kwargs, **(extra or {})},
-                                     components=components or {}, build_module_src=NEVER_RUN + "import tensorflow as tf\n",
-                                     build_func_name=func, variables=variables))
+            return tf_network(fake, name, func, variables, {**kwargs, **(extra or {})}, components)
 
         def generator(name: str, source: Generator):
             own, mapping, synthesis = tf_generator_variables(source, lod_names)

@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from checkpoint_files import (
-    fake_modules,
     persisted,
     persisted_module,
     to_rosinality,
     write_genforce_file,
     write_nvidia_pickle,
+    write_tf_network,
     write_tf_pickle,
 )
 from conftest import make_tiny_generator, reference_dirs, tiny_generator_kwargs
@@ -316,23 +316,14 @@ def test_tensorflow_bad_files_are_named(tmp_path, tiny_generator):
         load_generator(write_tf_pickle(tmp_path / "d.pkl", tiny_generator, networks="D"))
     with pytest.raises(UnsupportedCheckpointError, match=r"unknown TensorFlow generator option\(s\) \['fmap_decay'\]"):
         load_generator(write_tf_pickle(tmp_path / "decay.pkl", tiny_generator, static_kwargs={"fmap_decay": 0.5}))
-    with fake_modules() as fake:
-        net = fake.Network(dict(version=4, name="Encoder", static_kwargs={}, components={}, build_module_src="",
-                                build_func_name="E_main", variables=[("Dense0/weight", np.zeros((2, 2), np.float32))]))
-        old = fake.Network(dict(version=3, name="Gs", static_kwargs={}, build_module_src="", build_func_name="G_style",
-                                variables=[], components={"mapping": net, "synthesis": net}))
-        (tmp_path / "encoder.pkl").write_bytes(pickle.dumps(net, protocol=3))
-        (tmp_path / "stylegan1.pkl").write_bytes(pickle.dumps(old, protocol=3))
+    write_tf_network(tmp_path / "encoder.pkl", "Encoder", [("Dense0/weight", np.zeros((2, 2), np.float32))])
     with pytest.raises(UnsupportedCheckpointError, match=r"networks \['Encoder'\] but no StyleGAN2 generator"):
         load_generator(tmp_path / "encoder.pkl")
+    write_tf_network(tmp_path / "stylegan1.pkl", "Gs", [], components={"mapping": [], "synthesis": []}, version=3)
     with pytest.raises(UnsupportedCheckpointError, match="version 3 predates StyleGAN2"):
         load_generator(tmp_path / "stylegan1.pkl")
-    with fake_modules() as fake:
-        concat = fake.Network(dict(version=4, name="G_mapping", static_kwargs={}, components={}, build_module_src="",
-                                   build_func_name="G_mapping", variables=[("LabelConcat/weight", np.zeros((3, 4), np.float32))]))
-        conditional = fake.Network(dict(version=4, name="Gs", static_kwargs={}, build_module_src="", build_func_name="G_main",
-                                        variables=[], components={"mapping": concat, "synthesis": concat}))
-        (tmp_path / "concat.pkl").write_bytes(pickle.dumps(conditional, protocol=3))
+    concat = [("LabelConcat/weight", np.zeros((3, 4), np.float32))]
+    write_tf_network(tmp_path / "concat.pkl", "Gs", [], components={"mapping": concat, "synthesis": []})
     with pytest.raises(UnsupportedCheckpointError, match="LabelConcat"):
         load_generator(tmp_path / "concat.pkl")
     with pytest.raises(CheckpointError, match="networks are 'G_ema' \\(Gs\\) and 'G', not 'G_smooth'"):

@@ -115,8 +115,9 @@ def _encode(text: str, encoding: str = "latin1") -> bytes:
 
 # ----------------------------------------------------------------------------- numpy, as data only
 
-# bool, signed and unsigned integers, floats, complex: the dtypes whose values are plain bytes.
-_NUMERIC_KINDS = "biufc"
+# bool, signed and unsigned integers, floats, complex, fixed-size byte and unicode strings: the
+# dtypes whose values are plain bytes.
+_PLAIN_KINDS = "biufcSU"
 
 
 def _refuse_numpy(what: str) -> UnsafeCheckpointError:
@@ -129,7 +130,7 @@ class NumpyDType:
     numpy pickles a dtype as that call plus its state ``(3, byte_order, subarray, names, fields,
     elsize, alignment, flags)``.  The real ``__setstate__`` accepts any flags, so a pickle could turn
     ``float64`` into a dtype that "holds objects" and make numpy read raw bytes as object pointers;
-    here only plain numeric dtypes, with exactly their own state, are accepted.
+    here only plain dtypes, with exactly their own state (up to the byte order), are accepted.
     """
 
     def __init__(self, spec: Any, align: bool = False, copy: bool = True):
@@ -139,13 +140,14 @@ class NumpyDType:
             dtype = np.dtype(spec)
         except TypeError:
             raise _refuse_numpy(f"the unknown dtype {spec!r}") from None
-        if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject or dtype.fields is not None:
+        if dtype.kind not in _PLAIN_KINDS or dtype.hasobject or dtype.fields is not None:
             raise _refuse_numpy(f"the dtype {spec!r}")
         self.dtype = dtype
 
     def __setstate__(self, state: Any) -> None:
-        plain = (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and state[2:7] == (None, None, None, -1, -1)
-                 and state[7] == self.dtype.flags and state[1] in ("<", ">", "|", "="))
+        own = self.dtype.__reduce__()[2]
+        plain = (isinstance(state, tuple) and len(state) == len(own) and state[0] == own[0]
+                 and state[1] in ("<", ">", "|", "=") and state[2:] == own[2:])
         if not plain:
             raise _refuse_numpy(f"a {self.dtype} dtype with the state {state!r}")
         if state[1] in ("<", ">"):
