@@ -33,6 +33,17 @@ NEVER_RUN = "raise RuntimeError('the pickled source code was executed')\n"
 MODULE_SRC = {
     "stylegan2-ada-pytorch": NEVER_RUN + "# training/networks.py\ndef forward(self, z, c, skip_w_avg_update=False): ...\n",
     "stylegan3": NEVER_RUN + "# training/networks_stylegan2.py\ndef forward(self, z, c, update_emas=False): ...\n",
+    "stylegan3 (StyleGAN3)": NEVER_RUN + "# training/networks_stylegan3.py\nclass SynthesisInput(torch.nn.Module): ...\n",
+}
+# NVIDIA's names of the classes whose names differ here (StyleGAN2's are the same).
+NVIDIA_CLASS_NAMES = {"StyleGAN3Generator": "Generator", "AliasFreeSynthesis": "SynthesisNetwork",
+                      "FourierInput": "SynthesisInput", "AliasFreeLayer": "SynthesisLayer"}
+# Attributes NVIDIA computes with numpy, so that they pickle as numpy values: the gains (np.sqrt),
+# StyleGAN3's sizes (np.broadcast_to(np.asarray(size), [2])) and paddings (numpy integers).
+NUMPY_ATTRIBUTES = {
+    "_gain": lambda v: np.float64(v) if isinstance(v, float) else v,
+    "_size": lambda v: np.broadcast_to(np.asarray(v), [2]) if isinstance(v, int) else v,
+    "padding": lambda v: [np.int64(p) for p in v] if isinstance(v, (tuple, list)) else v,
 }
 
 
@@ -133,25 +144,31 @@ def persisted(fake, class_name: str, state: dict, module_src: str, init_kwargs: 
 def persisted_module(fake, module: torch.nn.Module, module_src: str, init_kwargs: dict | None = None) -> Persisted:
     """A module as NVIDIA's persistence pickles it: its ``__dict__`` as the state (``training``,
     ``_parameters``, ``_buffers``, ``_modules``, hooks, plain attributes), every submodule persisted
-    in turn, and the gains as numpy float64 scalars (NVIDIA computes them with ``np.sqrt``)."""
+    in turn, and the attributes NVIDIA computes with numpy as numpy values (:data:`NUMPY_ATTRIBUTES`)."""
     state = {}
     for name, value in module.__dict__.items():
         if name == "init_kwargs":  # ours; NVIDIA's modules keep it as _init_kwargs
             continue
-        if name.endswith("_gain") and isinstance(value, float):
-            value = np.float64(value)
+        for suffix, to_numpy in NUMPY_ATTRIBUTES.items():
+            if name.endswith(suffix):
+                value = to_numpy(value)
         state[name] = value
     state["_parameters"] = OrderedDict(module._parameters)
     state["_buffers"] = OrderedDict(module._buffers)
     state["_modules"] = OrderedDict((k, persisted_module(fake, m, module_src)) for k, m in module._modules.items())
-    return persisted(fake, type(module).__name__, state, module_src, init_kwargs)
+    class_name = type(module).__name__
+    return persisted(fake, NVIDIA_CLASS_NAMES.get(class_name, class_name), state, module_src, init_kwargs)
 
 
-def nvidia_init_kwargs(fake, G: Generator, repository: str) -> dict:
+def nvidia_init_kwargs(fake, G, repository: str) -> dict:
     """``G``'s constructor kwargs as each repository records them: stylegan2-ada-pytorch with
-    ``synthesis_kwargs``; the stylegan3 repository with the synthesis options top-level."""
+    ``synthesis_kwargs``; the stylegan3 repository with the synthesis options top-level (its
+    StyleGAN3's are top-level already)."""
     kwargs = json.loads(json.dumps(G.init_kwargs))
-    mapping, synthesis = fake.EasyDict(kwargs.pop("mapping_kwargs")), fake.EasyDict(kwargs.pop("synthesis_kwargs"))
+    mapping = fake.EasyDict(kwargs.pop("mapping_kwargs"))
+    if G.family == "stylegan3":
+        return fake.EasyDict(kwargs, mapping_kwargs=mapping)
+    synthesis = fake.EasyDict(kwargs.pop("synthesis_kwargs"))
     if repository == "stylegan2-ada-pytorch":
         return fake.EasyDict(kwargs, mapping_kwargs=mapping, synthesis_kwargs=synthesis)
     if repository == "stylegan3":
@@ -176,10 +193,11 @@ def write_nvidia_pickle(path, G, *, repository: str = "stylegan2-ada-pytorch", n
     dict), then ``G`` (``G_train``, default ``G``), ``D`` (a persisted discriminator), ``G_ema``
     (``G``) and ``augment_pipe``, every network a ``torch_utils.persistence`` record.
 
-    ``generator_record(fake)`` replaces the ``G_ema`` record (for unusual networks); ``extra``
-    entries are added (or replace ones) as they are.
+    ``G`` may be a StyleGAN3 (``repository="stylegan3"``).  ``generator_record(fake)`` replaces the
+    ``G_ema`` record (for unusual networks); ``extra`` entries are added (or replace ones) as they are.
     """
-    module_src = MODULE_SRC[repository] if module_src is None else module_src
+    if module_src is None:
+        module_src = MODULE_SRC[repository if G.family == "stylegan2" else f"{repository} (StyleGAN3)"]
     with fake_modules() as fake:
         def record(generator: Generator) -> Persisted:
             return persisted_module(fake, generator, module_src, nvidia_init_kwargs(fake, generator, repository))

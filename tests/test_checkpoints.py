@@ -23,7 +23,7 @@ from checkpoint_files import (
     write_tf_network,
     write_tf_pickle,
 )
-from conftest import make_tiny_generator, reference_dirs, tiny_generator_kwargs
+from conftest import STYLEGAN3_REFERENCE_DIR, make_tiny_generator, max_rel_error, reference_dirs, tiny_generator_kwargs
 from otresefa import checkpoints
 from otresefa.checkpoints import (
     CheckpointError,
@@ -31,7 +31,7 @@ from otresefa.checkpoints import (
     UnsupportedCheckpointError,
     load_generator,
 )
-from otresefa.models import Generator
+from otresefa.models import Generator, StyleGAN3Generator
 
 
 def image_difference(G1: Generator, G2: Generator, seed: int = 0) -> float:
@@ -59,6 +59,7 @@ def reference_generator(folder) -> Generator:
 
 needs_reference = pytest.mark.skipif(not reference_dirs(), reason="reference fixtures not found")
 REFERENCE = reference_dirs()[0] if reference_dirs() else None  # sg2_res32_skip: 8-layer 512-wide mapping
+SG3_REFERENCE = reference_dirs(STYLEGAN3_REFERENCE_DIR)
 
 
 # ----------------------------------------------------------------------------- native format
@@ -214,10 +215,33 @@ def test_numpy_ndarray_is_not_callable_from_a_pickle(tmp_path):
         load_generator(path)
 
 
-def test_stylegan3_pickle_is_refused_clearly(tmp_path, tiny_generator):
-    path = write_nvidia_pickle(tmp_path / "stylegan3-t.pkl", tiny_generator,
-                               module_src="class SynthesisInput(torch.nn.Module): ...")
-    with pytest.raises(UnsupportedCheckpointError, match="StyleGAN3.*not supported yet"):
+@pytest.mark.skipif(not SG3_REFERENCE, reason="StyleGAN3 reference fixtures not found")
+@pytest.mark.parametrize("folder", SG3_REFERENCE, ids=lambda p: p.name)
+def test_stylegan3_pickle_matches_reference_outputs(tmp_path, folder):
+    init_kwargs = json.loads((folder / "init_kwargs.json").read_text())
+    G_src = StyleGAN3Generator.for_loading(**init_kwargs)
+    G_src.load_state_dict(torch.load(folder / "state_dict.pt", weights_only=True))
+    path = write_nvidia_pickle(tmp_path / "stylegan3-t-ffhq-1024x1024.pkl", G_src, repository="stylegan3", numpy_version=1)
+    assert b"_reconstruct" in path.read_bytes()  # the layers' sizes are numpy arrays, as in NVIDIA's
+    G = load_generator(path)
+    assert isinstance(G, StyleGAN3Generator) and G.checkpoint_format == "nvidia-pickle (stylegan3 repository)"
+    assert G.init_kwargs == init_kwargs  # the pickle's constructor kwargs, verbatim
+    assert G.architecture()["family"] == "stylegan3" and G.architecture()["config"] == G_src.config
+    ref = torch.load(folder / "reference_outputs.pt", weights_only=True)
+    with torch.no_grad():
+        img = G.synthesis(G.mapping(ref["z"], None, truncation_psi=0.7), noise_mode="const", force_fp32=True)
+    assert max_rel_error(img, ref["img_psi07"]) <= 1e-4
+
+
+def test_tiny_stylegan3_pickle_round_trip(tmp_path, tiny_stylegan3):
+    G = load_generator(write_nvidia_pickle(tmp_path / "sg3.pkl", tiny_stylegan3, repository="stylegan3", protocol=5))
+    assert isinstance(G, StyleGAN3Generator) and image_difference(G, tiny_stylegan3) == 0.0
+
+
+def test_stylegan3_record_of_another_architecture_is_named(tmp_path, tiny_generator):
+    # StyleGAN2 layers recorded as if from networks_stylegan3 (say, a StyleGAN-XL variant)
+    path = write_nvidia_pickle(tmp_path / "xl.pkl", tiny_generator, module_src="class SynthesisInput(torch.nn.Module): ...")
+    with pytest.raises(UnsupportedCheckpointError, match="not a StyleGAN3 generator this library implements"):
         load_generator(path)
 
 

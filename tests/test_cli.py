@@ -8,8 +8,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from checkpoint_files import write_tf_pickle
-from conftest import make_tiny_generator
+from checkpoint_files import write_nvidia_pickle, write_tf_pickle
+from conftest import make_tiny_generator, make_tiny_stylegan3
 from otresefa.checkpoints import load_generator
 from otresefa.cli import app
 
@@ -116,3 +116,14 @@ def test_convert_refuses_bad_targets(tmp_path, checkpoint):
 def test_benchmark_reports_bad_settings(checkpoint, tmp_path):
     code, output = run("benchmark", checkpoint, "--quick", "--regions", "ears", "-o", tmp_path / "bench")
     assert code == 2 and "ears" in output and "Traceback" not in output
+
+
+def test_convert_a_stylegan3_pickle(tmp_path):
+    G_src = make_tiny_stylegan3()
+    source = write_nvidia_pickle(tmp_path / "stylegan3-t-tiny.pkl", G_src, repository="stylegan3")
+    code, output = run("convert", source, tmp_path / "sg3.safetensors")
+    assert code == 0 and "nvidia-pickle (stylegan3 repository) ->" in output, output
+    code, output = run("info", tmp_path / "sg3.safetensors")
+    info = json.loads(output)
+    assert code == 0 and info["architecture"]["family"] == "stylegan3" and info["architecture"]["config"] == "T"
+    assert info["init_kwargs"] == G_src.init_kwargs

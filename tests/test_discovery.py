@@ -52,14 +52,15 @@ def test_region_is_resized_to_the_jacobian():
     assert abs(float(found[0] @ planted)) > 0.99
 
 
-def test_on_a_real_generator_jacobian(tiny_generator):
-    G = tiny_generator
+def test_on_a_real_generator_jacobian(tiny_generator_of_each_family):
+    G = tiny_generator_of_each_family
     J = jacobian(G, w_from_seed(G, 0), size=16)
     for method in ("ot-resefa", "resefa", "lowrankgan", "sefa"):
-        found = discover(J, "box:8,8,6,6", method, num_directions=2, generator=G, max_iter=5) if method == "ot-resefa" \
-            else discover(J, [8, 8, 6, 6], method, num_directions=2, generator=G)
-        assert found.vectors.shape == (2, G.w_dim)
-        assert torch.allclose(found.vectors.norm(dim=1), torch.ones(2))
+        k = 1 if method == "lowrankgan" else 2  # its L_F may have rank 1 on a tiny generator
+        found = discover(J, "box:8,8,6,6", method, num_directions=k, generator=G, max_iter=5) if method == "ot-resefa" \
+            else discover(J, [8, 8, 6, 6], method, num_directions=k, generator=G)
+        assert found.vectors.shape == (k, G.w_dim)
+        assert torch.allclose(found.vectors.norm(dim=1), torch.ones(k))
         assert found.metadata["checkpoint"]
 
 

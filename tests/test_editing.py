@@ -15,8 +15,8 @@ def unit(dim, seed):
     return v / v.norm()
 
 
-def test_alpha_zero_reproduces_the_original_exactly(tiny_generator):
-    G = tiny_generator
+def test_alpha_zero_reproduces_the_original_exactly(tiny_generator_of_each_family):
+    G = tiny_generator_of_each_family
     w = w_from_seed(G, 4)
     original = G.synthesis(w[None, None].repeat(1, G.num_ws, 1), noise_mode="const")[0]
     ws = edited_ws(G, w, unit(G.w_dim, 0), [-2.0, 0.0, 2.0])
@@ -48,8 +48,8 @@ def test_layer_range_edits_only_those_layers(tiny_generator):
     torch.testing.assert_close(ws[0, 0, 2:], w.expand(G.num_ws - 2, -1))
 
 
-def test_w_plus_batches_and_z_space(tiny_generator):
-    G = tiny_generator
+def test_w_plus_batches_and_z_space(tiny_generator_of_each_family):
+    G = tiny_generator_of_each_family
     wplus = torch.stack([ws_from_seed(G, s, truncation_psi=0.7) for s in (0, 1)])  # [2, num_ws, w_dim]
     images = edit(G, wplus, unit(G.w_dim, 4), [0.0, 1.0])
     assert images.shape == (2, 2, 3, 16, 16)

@@ -62,7 +62,7 @@ from otresefa.metrics.fid import fid_from_features, image_features, inception_fe
 from otresefa.metrics.locality import change_outside_fraction, matched_strength, rms_change_inside
 from otresefa.metrics.semantics import (attribute_columns, attribute_leakage, attribute_shift, leakage_summary,
                                         part_area_change, target_change_per_alpha)
-from otresefa.models import Generator, check_layer_indices
+from otresefa.models import Generator, GeneratorBase, check_layer_indices
 from otresefa.outputs import json_ready
 from otresefa.regions import Region, resolve_region
 from otresefa.render.images import atomic_path, draw_mask_outline, make_grid, save_png, tiles_from_images
@@ -711,8 +711,8 @@ class _Run:
         self.plan = plan
         config = plan.config
         source = config.generator
-        self.G = source if isinstance(source, Generator) else load_generator(source, device=config.device)
-        self.generator_name = "Generator object" if isinstance(source, Generator) else str(source)
+        self.G = source if isinstance(source, GeneratorBase) else load_generator(source, device=config.device)
+        self.generator_name = "Generator object" if isinstance(source, GeneratorBase) else str(source)
         self.fingerprint = generator_fingerprint(self.G)
         self.domain = self._domain()
         self.size = min(config.image_size, self.G.img_resolution)

@@ -4,8 +4,8 @@
 format from the file's content, not its name:
 
 - the project's own safetensors file (``G.save(path)``), ``"otresefa-safetensors"``;
-- NVIDIA PyTorch network pickles, stylegan2-ada-pytorch and stylegan3 repository (restricted
-  unpickler, no code runs), ``"nvidia-pickle (...)"``;
+- NVIDIA PyTorch network pickles, stylegan2-ada-pytorch and stylegan3 repository (StyleGAN2 and
+  StyleGAN3 generators; restricted unpickler, no code runs), ``"nvidia-pickle (...)"``;
 - TensorFlow StyleGAN2 pickles (NVlabs/stylegan2), ``"tensorflow-pickle"``, read by the same
   unpickler without TensorFlow;
 - rosinality stylegan2-pytorch ``.pt`` files, ``"rosinality-pt"``, and genforce ``.pth`` files
@@ -89,7 +89,7 @@ def _generator_from_torch_file(path: Path):
 
 
 def load_generator(source: str | Path = "synthfaces", device: str | torch.device | None = None, network: str = "G_ema"):
-    """Load a generator, in eval mode, on ``device`` (default: CPU).
+    """Load a generator (StyleGAN2 or StyleGAN3), in eval mode, on ``device`` (default: CPU).
 
     Args:
         source: a built-in model name (``"synthfaces"``) or a checkpoint path.

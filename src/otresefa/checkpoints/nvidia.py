@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from otresefa.checkpoints.errors import CheckpointError, UnsafeCheckpointError, UnsupportedCheckpointError
-from otresefa.models import Generator
+from otresefa.models import Generator, GeneratorBase, StyleGAN3Generator
 
 FORMAT_ADA = "nvidia-pickle (stylegan2-ada-pytorch)"
 FORMAT_STYLEGAN3_REPO = "nvidia-pickle (stylegan3 repository)"
@@ -313,12 +313,14 @@ def _stylegan2_kwargs(init_kwargs: dict) -> tuple[dict, str]:
     return kwargs, FORMAT_STYLEGAN3_REPO
 
 
-def generator_from_pickle(data: Any, source: str = "the pickle", key: str = "G_ema") -> torch.nn.Module:
+def generator_from_pickle(data: Any, source: str = "the pickle", key: str = "G_ema") -> GeneratorBase:
     """Build our generator from an unpickled PyTorch network dict (``key`` = ``G_ema``/``G``).
 
     StyleGAN2 generators (stylegan2-ada-pytorch, and the stylegan3 repository's
-    ``networks_stylegan2``) become :class:`~otresefa.models.Generator`; the recorded constructor
-    kwargs rebuild the network and the recorded tensors fill it by name.
+    ``networks_stylegan2``) become :class:`~otresefa.models.Generator`, StyleGAN3 generators (its
+    ``networks_stylegan3``: a ``synthesis.input`` record) a
+    :class:`~otresefa.models.StyleGAN3Generator`; the recorded constructor kwargs rebuild the
+    network and the recorded tensors fill it by name.
     """
     if not isinstance(data, dict) or not any(isinstance(v, PersistedObject) for v in data.values()):
         raise CheckpointError(f"{source} is a pickle but not an NVIDIA network pickle (no persisted networks in it)")
@@ -332,28 +334,34 @@ def generator_from_pickle(data: Any, source: str = "the pickle", key: str = "G_e
             f"'{key}' in {source} is a persisted {record.class_name!r}, not a Generator: this library reads "
             "StyleGAN2 and StyleGAN3 generators"
         )
-    if _is_stylegan3(record):
-        raise UnsupportedCheckpointError(f"{source} is a StyleGAN3 (config T/R) generator; StyleGAN3 is not supported yet")
     init_args = tuple(record.state.get("_init_args") or ())
     if init_args:
         raise CheckpointError(f"{source}: unexpected positional constructor arguments {init_args}")
-    init_kwargs, fmt = _stylegan2_kwargs(plain_data(dict(record.state.get("_init_kwargs") or {})))
+    init_kwargs = plain_data(dict(record.state.get("_init_kwargs") or {}))
+    if _is_stylegan3(record):
+        G = _rebuild(StyleGAN3Generator, init_kwargs, record, f"{source}: '{key}'")
+        G.checkpoint_format = FORMAT_STYLEGAN3_REPO
+    else:
+        init_kwargs, fmt = _stylegan2_kwargs(init_kwargs)
+        G = _rebuild(Generator, init_kwargs, record, f"{source}: '{key}'")
+        G.checkpoint_format = fmt
+    return G
+
+
+def _rebuild(cls: type[GeneratorBase], init_kwargs: dict, record: PersistedObject, what: str) -> GeneratorBase:
+    """``cls`` built from the recorded kwargs and filled with the recorded tensors, all of them."""
+    family = cls.family.replace("stylegan", "StyleGAN")
+    others = "StyleGAN-XL, StyleGAN-T and other variants are not supported"
     try:
-        G = Generator(**init_kwargs)
+        G = cls.for_loading(**init_kwargs)
     except (TypeError, ValueError, KeyError) as error:
-        raise UnsupportedCheckpointError(
-            f"{source}: '{key}' is not a StyleGAN2 generator this library implements ({error}); "
-            "StyleGAN-XL, StyleGAN-T and other variants are not supported"
-        ) from None
-    tensors = _collect_tensors(record)
-    missing, unexpected = G.load_state_dict(tensors, strict=False)
+        raise UnsupportedCheckpointError(f"{what} is not a {family} generator this library implements ({error}); {others}") from None
+    missing, unexpected = G.load_state_dict(_collect_tensors(record), strict=False)
     if missing or unexpected:
         raise UnsupportedCheckpointError(
-            f"{source}: the generator's tensors do not match a StyleGAN2 generator "
-            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}); "
-            "StyleGAN-XL, StyleGAN-T and other variants are not supported"
+            f"{what}: the generator's tensors do not match a {family} generator "
+            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}); {others}"
         )
-    G.checkpoint_format = fmt
     return G
 
 
