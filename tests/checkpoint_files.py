@@ -264,6 +264,12 @@ def tf_generator_variables(G: Generator, lod_names: bool = False) -> tuple[list,
         if ours.endswith("conv1") and hasattr(block, "torgb"):
             rgb_scope = f"ToRGB_lod{log2 - int(np.log2(res))}" if lod_names else f"{res}x{res}/ToRGB"
             synthesis += modulated(rgb_scope, f"synthesis.b{res}.torgb", False, noise=False)
+        elif ours.endswith("conv1") and lod_names:  # the coarser levels of progressive growing, unused at lod 0
+            channels, rng = sd[f"{ours}.bias"].shape[0], np.random.default_rng(res)
+            shapes = {"weight": [1, 1, channels, G.img_channels], "mod_weight": [G.w_dim, channels],
+                      "mod_bias": [channels], "bias": [G.img_channels]}
+            synthesis += [(f"ToRGB_lod{log2 - int(np.log2(res))}/{name}", rng.standard_normal(shape).astype(np.float32))
+                          for name, shape in shapes.items()]
     return own, mapping, synthesis
 
 

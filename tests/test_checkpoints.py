@@ -419,6 +419,14 @@ def test_rosinality_checkpoint_loads(tmp_path):
     assert image_difference(G, G_src) < 1e-5
 
 
+def test_rosinality_file_missing_a_tensor_is_named(tmp_path):
+    state = to_rosinality(make_tiny_generator())
+    del state["convs.1.conv.modulation.bias"]
+    torch.save({"g_ema": state}, tmp_path / "cut.pt")
+    with pytest.raises(UnsupportedCheckpointError, match="has no tensor 'convs.1.conv.modulation.bias'"):
+        load_generator(tmp_path / "cut.pt")
+
+
 def test_rosinality_file_with_code_is_refused(tmp_path):
     path = tmp_path / "bad.pt"
     torch.save({"g_ema": Malicious(os.system, "true")}, path)

@@ -30,14 +30,14 @@ def read_torch_file(path: str | Path) -> object:
         raise CheckpointError(f"{path} could not be read as a PyTorch file ({error})") from None
 
 
-def channel_config(channels: dict[int, int]) -> tuple[int, int]:
+def channel_config(channels: dict[int, int], source: str) -> tuple[int, int]:
     """(channel_base, channel_max) with ``min(channel_base // res, channel_max) == channels[res]``."""
     channel_max = channels[4]
     resolutions = sorted(channels)
     narrower = [res for res in resolutions if channels[res] < channel_max]
     channel_base = channels[narrower[0]] * narrower[0] if narrower else channel_max * resolutions[-1]
     if any(min(channel_base // res, channel_max) != channels[res] for res in resolutions):
-        raise UnsupportedCheckpointError(f"channel widths {channels} do not follow StyleGAN2's channel_base/res rule")
+        raise UnsupportedCheckpointError(f"{source}: channel widths {channels} do not follow StyleGAN2's channel_base/res rule")
     return channel_base, channel_max
 
 

@@ -95,39 +95,46 @@ def generator_from_hammer(checkpoint: dict, source: str = "the checkpoint", lr_m
     num_mapping = sum(1 for key in state if re.fullmatch(r"mapping\.dense\d+\.weight", key))
     num_convs = sum(1 for key in state if re.fullmatch(r"synthesis\.layer\d+\.weight", key))
     num_blocks = (num_convs + 1) // 2
-    num_outputs = sum(1 for key in state if re.fullmatch(r"synthesis\.output\d+\.weight", key))
     if num_mapping == 0 or num_convs != 2 * num_blocks - 1:
         raise UnsupportedCheckpointError(f"{source}: incomplete generator ({num_mapping} mapping and {num_convs} synthesis layers)")
+    try:
+        G = Generator(**_generator_kwargs(state, num_mapping, num_blocks, lr_multiplier, source))
+        converted = _convert(state, G, v1)
+    except KeyError as error:
+        raise UnsupportedCheckpointError(f"{source}: the generator has no tensor {error} (not a genforce/Hammer StyleGAN2)") from None
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise UnsupportedCheckpointError(f"{source}: unsupported generator layout ({error})") from None
+    G = load_converted(G, converted, source)
+    G.checkpoint_format = FORMAT_GENFORCE if v1 else FORMAT_HAMMER
+    return G
+
+
+def _generator_kwargs(state: dict[str, torch.Tensor], num_mapping: int, num_blocks: int, lr_multiplier: float,
+                      source: str) -> dict:
+    """Our constructor kwargs, read off the tensors' names and shapes."""
     embed = state.get("mapping.embedding.weight")  # [embed_features, c_dim]
     embed_features = 0 if embed is None else embed.shape[0]
     first, last = state["mapping.dense0.weight"], state[f"mapping.dense{num_mapping - 1}.weight"]
     channels = {4: state["synthesis.early_layer.const"].shape[1]}
     for k in range(1, num_blocks):
         channels[4 * 2**k] = state[f"synthesis.layer{2 * k - 1}.weight"].shape[0]
-    channel_base, channel_max = channel_config(channels)
+    channel_base, channel_max = channel_config(channels, source)
     noise = state.get("synthesis.layer0.noise")
     if noise is not None and noise.shape[-1] != 4:
         raise UnsupportedCheckpointError(f"{source}: per-channel noise ({list(noise.shape)}) is not supported")
+    num_outputs = sum(1 for key in state if re.fullmatch(r"synthesis\.output\d+\.weight", key))
     architecture = "resnet" if any(k.startswith("synthesis.residual") for k in state) else (
         "skip" if num_outputs == num_blocks else "orig")
-    try:
-        G = Generator(
-            z_dim=first.shape[1] - embed_features, c_dim=0 if embed is None else embed.shape[1], w_dim=last.shape[0],
-            img_resolution=4 * 2 ** (num_blocks - 1), img_channels=state[f"synthesis.output{num_blocks - 1}.weight"].shape[0],
-            mapping_kwargs=dict(num_layers=num_mapping, embed_features=embed_features or None,
-                                layer_features=first.shape[0] if num_mapping > 1 else None, lr_multiplier=lr_multiplier),
-            synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max, architecture=architecture,
-                                  use_noise="synthesis.layer0.noise_strength" in state),
-        )
-    except (KeyError, ValueError) as error:
-        raise UnsupportedCheckpointError(f"{source}: unsupported generator layout ({error})") from None
-    try:
-        converted = _convert(state, G, v1)
-    except KeyError as error:
-        raise UnsupportedCheckpointError(f"{source}: the generator has no tensor {error} (not a genforce/Hammer StyleGAN2)") from None
-    G = load_converted(G, converted, source)
-    G.checkpoint_format = FORMAT_GENFORCE if v1 else FORMAT_HAMMER
-    return G
+    return dict(
+        z_dim=first.shape[1] - embed_features, c_dim=0 if embed is None else embed.shape[1], w_dim=last.shape[0],
+        img_resolution=4 * 2 ** (num_blocks - 1), img_channels=state[f"synthesis.output{num_blocks - 1}.weight"].shape[0],
+        mapping_kwargs=dict(num_layers=num_mapping, embed_features=embed_features or None,
+                            layer_features=first.shape[0] if num_mapping > 1 else None, lr_multiplier=lr_multiplier),
+        synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max, architecture=architecture,
+                              use_noise="synthesis.layer0.noise_strength" in state),
+    )
 
 
 def _convert(state: dict[str, torch.Tensor], G: Generator, v1: bool) -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ rosinality ``g_ema``                            NVIDIA / otresefa
 from __future__ import annotations
 
 from otresefa.checkpoints.common import channel_config, load_converted, synthesis_layers
-from otresefa.checkpoints.errors import CheckpointError
+from otresefa.checkpoints.errors import CheckpointError, UnsupportedCheckpointError
 from otresefa.models import Generator
 
 FORMAT = "rosinality-pt"
@@ -52,6 +52,15 @@ def generator_from_rosinality(checkpoint: dict, source: str = "the checkpoint", 
     if not is_rosinality(checkpoint):
         raise CheckpointError(f"{source} has no rosinality generator state ('g_ema' with 'input.input')")
     state = checkpoint.get("g_ema", checkpoint.get("g"))
+    try:
+        G = _convert(state, checkpoint.get("latent_avg"), source, lr_multiplier)
+    except KeyError as error:
+        raise UnsupportedCheckpointError(f"{source}: the rosinality generator has no tensor {error}") from None
+    G.checkpoint_format = FORMAT
+    return G
+
+
+def _convert(state: dict, latent_avg, source: str, lr_multiplier: float) -> Generator:
     n_mlp = sum(1 for key in state if key.startswith("style.") and key.endswith(".weight"))
     num_blocks = 1 + sum(1 for key in state if key.startswith("to_rgbs.") and key.endswith(".conv.weight"))
     w_dim = state["style.1.weight"].shape[0]
@@ -59,7 +68,7 @@ def generator_from_rosinality(checkpoint: dict, source: str = "the checkpoint", 
     channels = {4: state["input.input"].shape[1]}
     for k in range(num_blocks - 1):
         channels[8 * 2**k] = state[f"convs.{2 * k}.conv.weight"].shape[1]
-    channel_base, channel_max = channel_config(channels)
+    channel_base, channel_max = channel_config(channels, source)
     G = Generator(
         z_dim=state["style.1.weight"].shape[1], c_dim=0, w_dim=w_dim, img_resolution=resolution,
         img_channels=state["to_rgb1.conv.weight"].shape[1],
@@ -86,8 +95,5 @@ def generator_from_rosinality(checkpoint: dict, source: str = "the checkpoint", 
         converted[f"{dst}.affine.weight"] = state[f"{src}.conv.modulation.weight"]
         converted[f"{dst}.affine.bias"] = state[f"{src}.conv.modulation.bias"]
         converted[f"{dst}.bias"] = state[f"{src}.bias"].reshape(-1)
-    latent_avg = checkpoint.get("latent_avg")
     converted["mapping.w_avg"] = latent_avg.reshape(-1) if latent_avg is not None else G.mapping.w_avg
-    G = load_converted(G, converted, source)
-    G.checkpoint_format = FORMAT
-    return G
+    return load_converted(G, converted, source)
