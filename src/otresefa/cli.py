@@ -279,7 +279,7 @@ def convert(
     network: str = typer.Option("G_ema", "--network", help="which network of a pickle: G_ema (moving average) or G"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing OUT"),
 ) -> None:
-    """Convert any supported checkpoint to the project's safetensors format (loads faster, never unpickles)."""
+    """Convert any supported checkpoint to the project's safetensors format (never unpickles, loads a little faster)."""
     from otresefa.checkpoints import load_generator
 
     if out.suffix != ".safetensors":
