@@ -1,19 +1,29 @@
-"""Checkpoint formats: each file is built here from a small random generator; nothing is downloaded."""
+"""Checkpoint formats: every file is written here (``checkpoint_files``) from a known generator; nothing is downloaded."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pickle
+import subprocess
 import sys
-import types
 from collections import OrderedDict
-from contextlib import contextmanager
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import REFERENCE_DIR, make_tiny_generator, reference_dirs
+from checkpoint_files import (
+    persisted,
+    persisted_module,
+    to_rosinality,
+    write_genforce_file,
+    write_nvidia_pickle,
+    write_tf_network,
+    write_tf_pickle,
+)
+from conftest import STYLEGAN3_REFERENCE_DIR, make_tiny_generator, max_rel_error, reference_dirs, tiny_generator_kwargs
 from otresefa import checkpoints
 from otresefa.checkpoints import (
     CheckpointError,
@@ -21,15 +31,35 @@ from otresefa.checkpoints import (
     UnsupportedCheckpointError,
     load_generator,
 )
-from otresefa.models import Generator
+from otresefa.models import Generator, StyleGAN3Generator
 
 
-def same_images(G1: Generator, G2: Generator, seed: int = 0) -> float:
+def image_difference(G1: Generator, G2: Generator, seed: int = 0) -> float:
+    """Max difference of the images of both generators for 3 latents (psi 0.7, constant noise)."""
     z = torch.randn([3, G1.z_dim], generator=torch.Generator().manual_seed(seed))
+    c = torch.eye(G1.c_dim)[:1].repeat(3, 1) if G1.c_dim else None
     with torch.no_grad():
-        a = G1(z, truncation_psi=0.7, noise_mode="const")
-        b = G2(z, truncation_psi=0.7, noise_mode="const")
+        a = G1(z, c, truncation_psi=0.7, noise_mode="const")
+        b = G2(z, c, truncation_psi=0.7, noise_mode="const")
     return (a - b).abs().max().item()
+
+
+def matches_reference_outputs(G: Generator, folder) -> bool:
+    ref = torch.load(folder / "reference_outputs.pt", weights_only=True)
+    with torch.no_grad():
+        img = G.synthesis(G.mapping(ref["z"], truncation_psi=0.7), noise_mode="const", force_fp32=True)
+    return bool((img - ref["img_psi07"]).abs().max() <= 1e-4 * (ref["img_psi07"].max() - ref["img_psi07"].min()))
+
+
+def reference_generator(folder) -> Generator:
+    G = Generator(**json.loads((folder / "init_kwargs.json").read_text()))
+    G.load_state_dict(torch.load(folder / "state_dict.pt", weights_only=True))
+    return G.eval()
+
+
+needs_reference = pytest.mark.skipif(not reference_dirs(), reason="reference fixtures not found")
+REFERENCE = reference_dirs()[0] if reference_dirs() else None  # sg2_res32_skip: 8-layer 512-wide mapping
+SG3_REFERENCE = reference_dirs(STYLEGAN3_REFERENCE_DIR)
 
 
 # ----------------------------------------------------------------------------- native format
@@ -40,8 +70,8 @@ def test_native_round_trip(tmp_path, tiny_generator):
     G = load_generator(path)
     assert G.init_kwargs == tiny_generator.init_kwargs
     assert G.training_metadata == {"note": "tiny"}
-    assert same_images(G, tiny_generator) == 0.0
-    assert G.checkpoint_id.startswith("g-")
+    assert image_difference(G, tiny_generator) == 0.0
+    assert G.checkpoint_id.startswith("g-") and G.checkpoint_format == "otresefa-safetensors"
 
 
 def test_native_save_refuses_to_overwrite(tmp_path, tiny_generator):
@@ -52,116 +82,66 @@ def test_native_save_refuses_to_overwrite(tmp_path, tiny_generator):
     assert path.read_bytes() == before
 
 
-# ----------------------------------------------------------------------------- NVIDIA pickles
+def test_architecture_summary():
+    G = make_tiny_generator(resolution=32, architecture="resnet")
+    assert G.architecture() == {"family": "stylegan2", "config": "resnet", "resolution": 32, "num_ws": 8, "z_dim": 32,
+                                "w_dim": 32, "c_dim": 0, "mapping_layers": 2, "channel_base": 512, "channel_max": 16}
 
 
-@contextmanager
-def fake_nvidia_modules():
-    """Modules named like NVIDIA's, so that objects pickle with the official global names."""
-    persistence = types.ModuleType("torch_utils.persistence")
-    dnnlib_util = types.ModuleType("dnnlib.util")
-
-    def _reconstruct_persistent_obj(meta):  # never called: loading goes through our unpickler
-        raise AssertionError
-
-    _reconstruct_persistent_obj.__module__ = persistence.__name__
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
-
-    class EasyDict(dict):
-        pass
-
-    EasyDict.__module__ = dnnlib_util.__name__
-    EasyDict.__qualname__ = "EasyDict"
-    dnnlib_util.EasyDict = EasyDict
-    saved = {name: sys.modules.get(name) for name in ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")}
-    sys.modules.update({"torch_utils": types.ModuleType("torch_utils"), "torch_utils.persistence": persistence,
-                        "dnnlib": types.ModuleType("dnnlib"), "dnnlib.util": dnnlib_util})
-    try:
-        yield persistence, dnnlib_util
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+# ----------------------------------------------------------------------------- NVIDIA PyTorch pickles
 
 
-class Persisted:
-    """Pickles exactly like a ``torch_utils.persistence`` object: ``_reconstruct_persistent_obj(meta)``."""
-
-    def __init__(self, reconstruct, meta):
-        self.reconstruct, self.meta = reconstruct, meta
-
-    def __reduce__(self):
-        return self.reconstruct, (self.meta,)
-
-
-def persisted_module(module: torch.nn.Module, reconstruct, easydict, init_kwargs=None, module_src="# networks.py"):
-    state = {
-        "_init_args": (),
-        "_init_kwargs": easydict(init_kwargs or {}),
-        "training": False,
-        "_parameters": OrderedDict((k, v) for k, v in module._parameters.items()),
-        "_buffers": OrderedDict((k, v) for k, v in module._buffers.items()),
-        "_modules": OrderedDict(
-            (k, persisted_module(m, reconstruct, easydict, module_src=module_src)) for k, m in module._modules.items()
-        ),
-        "_backward_hooks": OrderedDict(),
-        "_forward_hooks": OrderedDict(),
-    }
-    meta = dict(type="class", version=6, module_src=module_src, class_name=type(module).__name__, state=state)
-    return Persisted(reconstruct, meta)
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("numpy_version", [1, 2])
+@pytest.mark.parametrize("repository", ["stylegan2-ada-pytorch", "stylegan3"])
+def test_nvidia_pickle_with_numpy_scalars_loads_without_running_its_code(tmp_path, repository, numpy_version, protocol):
+    G_src = make_tiny_generator()
+    path = write_nvidia_pickle(tmp_path / "network-snapshot-000100.pkl", G_src, repository=repository,
+                               numpy_version=numpy_version, protocol=protocol)
+    raw = path.read_bytes()
+    # the file really holds numpy scalars and arrays, spelled as that numpy writes them
+    assert (b"numpy.core.multiarray" if numpy_version == 1 else b"numpy._core.multiarray") in raw
+    assert (b"numpy._core" not in raw) if numpy_version == 1 else (b"numpy.core" not in raw)
+    G = load_generator(path)  # module_src raises if anything imports or executes it
+    assert image_difference(G, G_src) == 0.0
+    assert G.checkpoint_format == ("nvidia-pickle (stylegan3 repository)" if repository == "stylegan3"
+                                   else "nvidia-pickle (stylegan2-ada-pytorch)")
+    assert G.init_kwargs["synthesis_kwargs"]["channel_base"] == G_src.init_kwargs["synthesis_kwargs"]["channel_base"]
+    assert "torch_utils" not in sys.modules and "dnnlib" not in sys.modules
 
 
-def write_nvidia_pickle(path, G: Generator, module_src="# networks.py", extra=None):
-    with fake_nvidia_modules() as (persistence, dnnlib_util):
-        easydict = dnnlib_util.EasyDict
-        kwargs = json.loads(json.dumps(G.init_kwargs))
-        kwargs["synthesis_kwargs"] = easydict(kwargs["synthesis_kwargs"])
-        g = persisted_module(G, persistence._reconstruct_persistent_obj, easydict, kwargs, module_src)
-        data = {"G": g, "D": None, "G_ema": g, "training_set_kwargs": easydict(path="faces.zip", resolution=16)}
-        data.update(extra or {})
-        with open(path, "wb") as handle:
-            pickle.dump(data, handle)
-    return path
+@pytest.mark.parametrize("architecture", ["resnet", "orig"])
+def test_nvidia_pickle_of_other_architectures(tmp_path, architecture):
+    G_src = make_tiny_generator(architecture=architecture)
+    G = load_generator(write_nvidia_pickle(tmp_path / "g.pkl", G_src))
+    assert G.architecture()["config"] == architecture and image_difference(G, G_src) == 0.0
 
 
-def test_nvidia_pickle_loads_without_running_its_code(tmp_path, tiny_generator):
-    # module_src would raise if anything imported or executed it
-    path = write_nvidia_pickle(tmp_path / "network-snapshot-000100.pkl", tiny_generator,
-                               module_src="raise RuntimeError('module_src was executed')")
-    G = load_generator(path)
-    assert same_images(G, tiny_generator) == 0.0
-    assert "torch_utils" not in sys.modules
+def test_nvidia_pickle_G_and_G_ema_are_told_apart(tmp_path):
+    G_ema, G_train = make_tiny_generator(seed=0), make_tiny_generator(seed=1)
+    path = write_nvidia_pickle(tmp_path / "g.pkl", G_ema, G_train=G_train)
+    assert image_difference(load_generator(path), G_ema) == 0.0
+    assert image_difference(load_generator(path, network="G"), G_train) == 0.0
 
 
-@pytest.mark.skipif(not reference_dirs(), reason="reference fixtures not found")
-@pytest.mark.parametrize("folder", reference_dirs(), ids=lambda p: p.name)
-def test_official_pickle_of_reference_generator_matches_reference_outputs(tmp_path, folder):
-    G_ref = Generator(**json.loads((folder / "init_kwargs.json").read_text()))
-    G_ref.load_state_dict(torch.load(folder / "state_dict.pt", weights_only=True))
-    path = write_nvidia_pickle(tmp_path / "ffhq.pkl", G_ref)
-    G = load_generator(path)
-    ref = torch.load(folder / "reference_outputs.pt", weights_only=True)
-    with torch.no_grad():
-        img = G.synthesis(G.mapping(ref["z"], truncation_psi=0.7), noise_mode="const", force_fp32=True)
-    assert (img - ref["img_psi07"]).abs().max() <= 1e-4 * (ref["img_psi07"].max() - ref["img_psi07"].min())
+@needs_reference
+@pytest.mark.parametrize("repository", ["stylegan2-ada-pytorch", "stylegan3"])
+def test_official_pickle_of_reference_generator_matches_reference_outputs(tmp_path, repository):
+    path = write_nvidia_pickle(tmp_path / "ffhq.pkl", reference_generator(REFERENCE), repository=repository, numpy_version=1)
+    assert matches_reference_outputs(load_generator(path), REFERENCE)
 
 
 class Malicious:
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
+    def __init__(self, func, *args, state=None):
+        self.func, self.args, self.state = func, args, state
 
     def __reduce__(self):
-        return self.func, self.args
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
 
 
 @pytest.mark.parametrize("payload", ["os.system", "builtins.eval", "subprocess.Popen"])
 def test_malicious_pickle_is_refused_without_side_effect(tmp_path, payload):
     marker = tmp_path / "pwned"
-    import subprocess
-
     func, args = {
         "os.system": (os.system, (f"touch {marker}",)),
         "builtins.eval": (eval, (f"open({str(marker)!r}, 'w')",)),
@@ -184,10 +164,84 @@ def test_malicious_global_inside_a_network_is_refused(tmp_path, tiny_generator):
     assert not marker.exists()
 
 
-def test_stylegan3_pickle_is_refused_clearly(tmp_path, tiny_generator):
-    path = write_nvidia_pickle(tmp_path / "stylegan3-t.pkl", tiny_generator,
-                               module_src="class SynthesisInput(torch.nn.Module): ...")
-    with pytest.raises(UnsupportedCheckpointError, match="StyleGAN3.*not supported yet"):
+# Abuses of the allowed numpy globals: each would make numpy read raw bytes as Python object
+# pointers (or hand numpy objects), so each must stop the load.
+NUMPY_ABUSES = {
+    # float64 whose pickled state claims "holds objects" (flags 63): numpy's own __setstate__ accepts it
+    "object flags on float64": lambda: Malicious(np.dtype, "f8", False, True, state=(3, "<", None, None, None, -1, -1, 63)),
+    "object dtype": lambda: np.dtype(object),
+    "object array": lambda: np.array([1, "x", None], dtype=object),
+    "structured dtype": lambda: np.dtype([("a", "f8"), ("b", "O")]),
+    "_reconstruct of another class": lambda: Malicious(np._core.multiarray._reconstruct, set, (0,), b"b"),
+    "array data given as objects": lambda: Malicious(np._core.multiarray._reconstruct, np.ndarray, (0,), b"b",
+                                                     state=(1, (2,), np.dtype("f8"), False, [1.0, 2.0])),
+    "object scalar": lambda: Malicious(np._core.multiarray.scalar, np.dtype(object), "os"),
+}
+
+
+MALFORMED_NUMPY = {
+    "array state of another form": lambda: Malicious(np._core.multiarray._reconstruct, np.ndarray, (0,), b"b", state=(1, 2)),
+    "negative array shape": lambda: Malicious(np._core.multiarray._reconstruct, np.ndarray, (0,), b"b",
+                                              state=(1, (-1,), np.dtype("f8"), False, b"")),
+    "scalar of the wrong size": lambda: Malicious(np._core.multiarray.scalar, np.dtype("f8"), b"\x00" * 3),
+    "protocol-5 array in another order": lambda: Malicious(np._core.numeric._frombuffer, b"\x00" * 8, np.dtype("f8"),
+                                                           (1,), "X"),
+}
+
+
+def numpy_value_in_a_generator(tmp_path, generator, value):
+    """A pickle whose G_ema keeps ``value`` among its attributes, where real pickles keep numpy values."""
+    return write_nvidia_pickle(tmp_path / "evil.pkl", generator, generator_record=lambda fake: persisted(
+        fake, "Generator", {"act_gain": value, "_modules": {}}, "# networks.py", {}))
+
+
+@pytest.mark.parametrize("abuse", sorted(NUMPY_ABUSES))
+def test_numpy_globals_are_refused_for_anything_but_numbers(tmp_path, tiny_generator, abuse):
+    with pytest.raises(UnsafeCheckpointError, match="refusing numpy data"):
+        load_generator(numpy_value_in_a_generator(tmp_path, tiny_generator, NUMPY_ABUSES[abuse]()))
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_NUMPY))
+def test_malformed_numpy_values_are_named(tmp_path, tiny_generator, case):
+    with pytest.raises(CheckpointError, match="malformed numpy"):
+        load_generator(numpy_value_in_a_generator(tmp_path, tiny_generator, MALFORMED_NUMPY[case]()))
+
+
+def test_numpy_ndarray_is_not_callable_from_a_pickle(tmp_path):
+    # numpy.ndarray(shape) would hand out uninitialised memory
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": Malicious(np.ndarray, (1 << 20,))}, protocol=2))
+    with pytest.raises(CheckpointError, match="could not be read"):
+        load_generator(path)
+
+
+@pytest.mark.skipif(not SG3_REFERENCE, reason="StyleGAN3 reference fixtures not found")
+@pytest.mark.parametrize("folder", SG3_REFERENCE, ids=lambda p: p.name)
+def test_stylegan3_pickle_matches_reference_outputs(tmp_path, folder):
+    init_kwargs = json.loads((folder / "init_kwargs.json").read_text())
+    G_src = StyleGAN3Generator.for_loading(**init_kwargs)
+    G_src.load_state_dict(torch.load(folder / "state_dict.pt", weights_only=True))
+    path = write_nvidia_pickle(tmp_path / "stylegan3-t-ffhq-1024x1024.pkl", G_src, repository="stylegan3", numpy_version=1)
+    assert b"_reconstruct" in path.read_bytes()  # the layers' sizes are numpy arrays, as in NVIDIA's
+    G = load_generator(path)
+    assert isinstance(G, StyleGAN3Generator) and G.checkpoint_format == "nvidia-pickle (stylegan3 repository)"
+    assert G.init_kwargs == init_kwargs  # the pickle's constructor kwargs, verbatim
+    assert G.architecture()["family"] == "stylegan3" and G.architecture()["config"] == G_src.config
+    ref = torch.load(folder / "reference_outputs.pt", weights_only=True)
+    with torch.no_grad():
+        img = G.synthesis(G.mapping(ref["z"], None, truncation_psi=0.7), noise_mode="const", force_fp32=True)
+    assert max_rel_error(img, ref["img_psi07"]) <= 1e-4
+
+
+def test_tiny_stylegan3_pickle_round_trip(tmp_path, tiny_stylegan3):
+    G = load_generator(write_nvidia_pickle(tmp_path / "sg3.pkl", tiny_stylegan3, repository="stylegan3", protocol=5))
+    assert isinstance(G, StyleGAN3Generator) and image_difference(G, tiny_stylegan3) == 0.0
+
+
+def test_stylegan3_record_of_another_architecture_is_named(tmp_path, tiny_generator):
+    # StyleGAN2 layers recorded as if from networks_stylegan3 (say, a StyleGAN-XL variant)
+    path = write_nvidia_pickle(tmp_path / "xl.pkl", tiny_generator, module_src="class SynthesisInput(torch.nn.Module): ...")
+    with pytest.raises(UnsupportedCheckpointError, match="not a StyleGAN3 generator this library implements"):
         load_generator(path)
 
 
@@ -202,48 +256,175 @@ def test_pickle_without_requested_network(tmp_path, tiny_generator):
     path = write_nvidia_pickle(tmp_path / "g.pkl", tiny_generator)
     with pytest.raises(CheckpointError, match="no 'G_smooth' network"):
         load_generator(path, network="G_smooth")
+    with pytest.raises(UnsupportedCheckpointError, match="'D' .* is a persisted 'Discriminator', not a Generator"):
+        load_generator(path, network="D")
+    with pytest.raises(CheckpointError, match="'training_set_kwargs' .* is not a network \\(it is a dict\\)"):
+        load_generator(path, network="training_set_kwargs")
+    positional = write_nvidia_pickle(tmp_path / "args.pkl", tiny_generator, generator_record=lambda fake: persisted(
+        fake, "Generator", {"_init_args": (512,), "_modules": {}}, "# networks.py", {}))
+    with pytest.raises(CheckpointError, match="unexpected positional constructor arguments"):
+        load_generator(positional)
+
+
+def test_pickle_of_an_unknown_network_class(tmp_path, tiny_generator):
+    path = write_nvidia_pickle(tmp_path / "g.pkl", tiny_generator, generator_record=lambda fake: persisted_module(
+        fake, torch.nn.Linear(4, 4), "# my_networks.py"))
+    with pytest.raises(UnsupportedCheckpointError, match="persisted 'Linear', not a Generator"):
+        load_generator(path)
+
+
+def test_unknown_generator_architectures_are_named(tmp_path, tiny_generator):
+    # a StyleGAN-XL-like generator: constructor options this library does not have ...
+    def stylegan_xl(fake):
+        kwargs = dict(tiny_generator.init_kwargs, superres=True, path_stem="stem.pkl", head_layers=4)
+        return persisted_module(fake, tiny_generator, "# pg_modules/networks_stylegan2.py", kwargs)
+
+    path = write_nvidia_pickle(tmp_path / "xl.pkl", tiny_generator, generator_record=stylegan_xl)
+    with pytest.raises(UnsupportedCheckpointError, match="not a StyleGAN2 generator this library implements.*superres"):
+        load_generator(path)
+
+    # ... or the usual options but layers of its own
+    class WithHead(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mapping, self.synthesis, self.head = tiny_generator.mapping, tiny_generator.synthesis, torch.nn.Linear(2, 2)
+
+    def other(fake):
+        record = persisted_module(fake, WithHead(), "# other.py", json.loads(json.dumps(tiny_generator.init_kwargs)))
+        record.meta["class_name"] = "Generator"
+        return record
+
+    path = write_nvidia_pickle(tmp_path / "other.pkl", tiny_generator, generator_record=other)
+    with pytest.raises(UnsupportedCheckpointError, match=r"do not match a StyleGAN2 generator.*head\.bias"):
+        load_generator(path)
+
+
+# ----------------------------------------------------------------------------- TensorFlow pickles
+
+
+@pytest.mark.parametrize("numpy_version,protocol", [(1, 3), (1, 2), (2, 4), (2, 5)])
+@pytest.mark.parametrize("architecture", ["skip", "resnet", "orig"])
+def test_tensorflow_pickle_round_trip(tmp_path, architecture, numpy_version, protocol):
+    Gs, G_train = make_tiny_generator(seed=0, architecture=architecture), make_tiny_generator(seed=1, architecture=architecture)
+    path = write_tf_pickle(tmp_path / "stylegan2-tiny-config-f.pkl", Gs, G_train=G_train, numpy_version=numpy_version,
+                           protocol=protocol)
+    G = load_generator(path)  # build_module_src raises if anything executes it
+    assert G.checkpoint_format == "tensorflow-pickle"
+    assert G.architecture() == Gs.architecture()
+    assert image_difference(G, Gs) < 1e-6
+    assert image_difference(load_generator(path, network="G"), G_train) < 1e-6
+
+
+@needs_reference
+def test_tensorflow_pickle_of_reference_generator_matches_reference_outputs(tmp_path):
+    path = write_tf_pickle(tmp_path / "stylegan2-ffhq-config-f.pkl", reference_generator(REFERENCE))
+    assert matches_reference_outputs(load_generator(path), REFERENCE)
+
+
+def test_tensorflow_conditional_generator(tmp_path):
+    torch.manual_seed(0)
+    Gs = Generator(**{**tiny_generator_kwargs(), "c_dim": 3})
+    G = load_generator(write_tf_pickle(tmp_path / "cond.pkl", Gs))
+    assert G.c_dim == 3 and image_difference(G, Gs) < 1e-6
+
+
+def test_tensorflow_progressive_growing_names(tmp_path):
+    # configs B-D name their RGB layers ToRGB_lod{n}; at full resolution only lod 0 is drawn
+    Gs = make_tiny_generator(architecture="orig")
+    G = load_generator(write_tf_pickle(tmp_path / "config-d.pkl", Gs, lod_names=True))
+    assert G.architecture()["config"] == "orig" and image_difference(G, Gs) < 1e-6
+
+
+def test_tensorflow_bad_files_are_named(tmp_path, tiny_generator):
+    with pytest.raises(UnsupportedCheckpointError, match="discriminator only"):
+        load_generator(write_tf_pickle(tmp_path / "d.pkl", tiny_generator, networks="D"))
+    with pytest.raises(UnsupportedCheckpointError, match=r"unknown TensorFlow generator option\(s\) \['fmap_decay'\]"):
+        load_generator(write_tf_pickle(tmp_path / "decay.pkl", tiny_generator, static_kwargs={"fmap_decay": 0.5}))
+    write_tf_network(tmp_path / "encoder.pkl", "Encoder", [("Dense0/weight", np.zeros((2, 2), np.float32))])
+    with pytest.raises(UnsupportedCheckpointError, match=r"networks \['Encoder'\] but no StyleGAN2 generator"):
+        load_generator(tmp_path / "encoder.pkl")
+    write_tf_network(tmp_path / "stylegan1.pkl", "Gs", [], components={"mapping": [], "synthesis": []}, version=3)
+    with pytest.raises(UnsupportedCheckpointError, match="version 3 predates StyleGAN2"):
+        load_generator(tmp_path / "stylegan1.pkl")
+    concat = [("LabelConcat/weight", np.zeros((3, 4), np.float32))]
+    write_tf_network(tmp_path / "concat.pkl", "Gs", [], components={"mapping": concat, "synthesis": []})
+    with pytest.raises(UnsupportedCheckpointError, match="LabelConcat"):
+        load_generator(tmp_path / "concat.pkl")
+    with pytest.raises(CheckpointError, match="networks are 'G_ema' \\(Gs\\) and 'G', not 'G_smooth'"):
+        load_generator(write_tf_pickle(tmp_path / "g.pkl", tiny_generator), network="G_smooth")
+
+
+# ----------------------------------------------------------------------------- genforce / Hammer .pth
+
+
+# (genforce v1's resnet registers its skip layer under a conv's name: no such v1 files exist)
+@pytest.mark.parametrize("layout,architecture", [("hammer", "skip"), ("hammer", "resnet"), ("hammer", "orig"),
+                                                 ("v1", "skip"), ("v1", "orig")])
+def test_genforce_file_round_trip_prefers_generator_smooth(tmp_path, layout, architecture):
+    G_smooth = make_tiny_generator(seed=0, architecture=architecture)
+    G_train = make_tiny_generator(seed=1, architecture=architecture)
+    G = load_generator(write_genforce_file(tmp_path / "stylegan2_tiny.pth", G_smooth, G_train=G_train, layout=layout))
+    assert G.checkpoint_format == ("hammer-pth" if layout == "hammer" else "genforce-pth")
+    assert G.architecture() == G_smooth.architecture()
+    assert image_difference(G, G_smooth) < 1e-6
+    only_train = write_genforce_file(tmp_path / "train.pth", G_train, layout=layout, networks=("generator",))
+    assert image_difference(load_generator(only_train), G_train) < 1e-6
+
+
+@needs_reference
+def test_hammer_file_of_reference_generator_matches_reference_outputs(tmp_path):
+    path = write_genforce_file(tmp_path / "stylegan2_ffhq1024.pth", reference_generator(REFERENCE))
+    assert matches_reference_outputs(load_generator(path), REFERENCE)
+
+
+def test_genforce_bad_files_are_named(tmp_path, tiny_generator):
+    with pytest.raises(UnsupportedCheckpointError, match="without a generator.*'discriminator'"):
+        load_generator(write_genforce_file(tmp_path / "d.pth", tiny_generator, networks=("discriminator",)))
+    torch.save({"models": {"generator_smooth": {"synthesis.input.freqs": torch.zeros(4, 2)}}}, tmp_path / "sg3.pth")
+    with pytest.raises(UnsupportedCheckpointError, match="not a StyleGAN2 in the genforce/Hammer layout"):
+        load_generator(tmp_path / "sg3.pth")
+    path = write_genforce_file(tmp_path / "box.pth", tiny_generator)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["models"]["generator_smooth"]["synthesis.filter"] = torch.ones(4, 4) / 16
+    torch.save(checkpoint, path)
+    with pytest.raises(UnsupportedCheckpointError, match="'synthesis.filter' is not StyleGAN2's"):
+        load_generator(path)
+    state = checkpoint["models"]["generator_smooth"]
+    del state["synthesis.filter"]
+    for change, message in [
+        (lambda sd: sd.pop("synthesis.layer2.style.bias"), "no tensor 'synthesis.layer2.style.bias'"),
+        (lambda sd: sd.update({"mapping.label_weight": torch.zeros(3, 32)}), "label_weight"),
+        (lambda sd: sd.update({"synthesis.layer0.noise": torch.zeros(1, 16, 1, 1)}), "per-channel noise"),
+        (lambda sd: sd.pop("synthesis.layer1.weight"), "incomplete generator"),
+        (lambda sd: sd.update({"synthesis.layer0.extra": torch.zeros(2)}), "unexpected \\['synthesis.layer0.extra'\\]"),
+        (lambda sd: sd.update({"synthesis.layer0.bias": torch.zeros(3)}), "unexpected shape"),
+    ]:
+        broken = dict(state)
+        change(broken)
+        torch.save({"models": {"generator_smooth": broken}}, path)
+        with pytest.raises(UnsupportedCheckpointError, match=message):
+            load_generator(path)
 
 
 # ----------------------------------------------------------------------------- rosinality
 
 
-def to_rosinality(G: Generator) -> dict:
-    """Write G's tensors under rosinality's names and layouts (inverse of the loader's table)."""
-    sd = G.state_dict()
-    out = {"input.input": sd["synthesis.b4.const"][None]}
-    for i in range(G.mapping.num_layers):
-        out[f"style.{i + 1}.weight"] = sd[f"mapping.fc{i}.weight"]
-        out[f"style.{i + 1}.bias"] = sd[f"mapping.fc{i}.bias"]
-    convs = [("conv1", "synthesis.b4.conv1")]
-    rgbs = [("to_rgb1", "synthesis.b4.torgb")]
-    for k, res in enumerate(G.synthesis.block_resolutions[1:]):
-        convs += [(f"convs.{2 * k}", f"synthesis.b{res}.conv0"), (f"convs.{2 * k + 1}", f"synthesis.b{res}.conv1")]
-        rgbs.append((f"to_rgbs.{k}", f"synthesis.b{res}.torgb"))
-    for j, (dst, src) in enumerate(convs):
-        out[f"{dst}.conv.weight"] = sd[f"{src}.weight"][None]
-        out[f"{dst}.conv.modulation.weight"] = sd[f"{src}.affine.weight"]
-        out[f"{dst}.conv.modulation.bias"] = sd[f"{src}.affine.bias"]
-        out[f"{dst}.noise.weight"] = sd[f"{src}.noise_strength"].reshape(1)
-        out[f"{dst}.activate.bias"] = sd[f"{src}.bias"]
-        out[f"noises.noise_{j}"] = sd[f"{src}.noise_const"][None, None]
-    for dst, src in rgbs:
-        out[f"{dst}.conv.weight"] = sd[f"{src}.weight"][None]
-        out[f"{dst}.conv.modulation.weight"] = sd[f"{src}.affine.weight"]
-        out[f"{dst}.conv.modulation.bias"] = sd[f"{src}.affine.bias"]
-        out[f"{dst}.bias"] = sd[f"{src}.bias"].reshape(1, -1, 1, 1)
-    return out
-
-
 def test_rosinality_checkpoint_loads(tmp_path):
     G_src = make_tiny_generator(resolution=32, channel_base=256, channel_max=16)  # widths 16,16,16,8
-    import argparse
-
     path = tmp_path / "550000.pt"
     torch.save({"g_ema": to_rosinality(G_src), "latent_avg": G_src.mapping.w_avg.clone(),
                 "args": argparse.Namespace(size=32, channel_multiplier=2)}, path)
     G = load_generator(path)
-    assert G.synthesis.img_resolution == 32
-    assert same_images(G, G_src) < 1e-5
+    assert G.synthesis.img_resolution == 32 and G.checkpoint_format == "rosinality-pt"
+    assert image_difference(G, G_src) < 1e-5
+
+
+def test_rosinality_file_missing_a_tensor_is_named(tmp_path):
+    state = to_rosinality(make_tiny_generator())
+    del state["convs.1.conv.modulation.bias"]
+    torch.save({"g_ema": state}, tmp_path / "cut.pt")
+    with pytest.raises(UnsupportedCheckpointError, match="has no tensor 'convs.1.conv.modulation.bias'"):
+        load_generator(tmp_path / "cut.pt")
 
 
 def test_rosinality_file_with_code_is_refused(tmp_path):
@@ -266,9 +447,12 @@ def test_unknown_builtin_name_hints_builtins():
         load_generator("ffhq")
 
 
-def test_folder_and_garbage_files(tmp_path):
+def test_folder_empty_and_garbage_files(tmp_path):
     with pytest.raises(CheckpointError, match="is a folder"):
         load_generator(tmp_path)
+    (tmp_path / "ffhq.pkl").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="is empty"):
+        load_generator(tmp_path / "ffhq.pkl")
     junk = tmp_path / "image.png"
     junk.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
     with pytest.raises(CheckpointError, match="not a generator checkpoint"):
@@ -277,14 +461,9 @@ def test_folder_and_garbage_files(tmp_path):
     truncated.write_bytes(pickle.dumps({"a": list(range(100))})[:40])
     with pytest.raises(CheckpointError, match="could not be read"):
         load_generator(truncated)
-
-
-def test_tensorflow_pickle_is_refused_with_conversion_hint(tmp_path):
-    path = tmp_path / "stylegan2-ffhq-config-f.pkl"
-    # protocol-2 GLOBAL opcode naming dnnlib.tflib.network.Network, as TF pickles do
-    path.write_bytes(b"\x80\x02cdnnlib.tflib.network\nNetwork\nq\x00.")
-    with pytest.raises(UnsupportedCheckpointError, match="TensorFlow"):
-        load_generator(path)
+    torch.save({"state_dict": OrderedDict(weight=torch.zeros(2))}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="neither a rosinality checkpoint.*nor a genforce/Hammer one"):
+        load_generator(tmp_path / "other.pt")
 
 
 def test_builtin_registry_points_into_the_package():

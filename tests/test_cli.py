@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
-from conftest import make_tiny_generator
+from checkpoint_files import write_nvidia_pickle, write_tf_pickle
+from conftest import make_tiny_generator, make_tiny_stylegan3
+from otresefa.checkpoints import load_generator
 from otresefa.cli import app
 
 runner = CliRunner()
@@ -73,9 +76,54 @@ def test_methods_and_info(checkpoint):
     code, output = run("methods")
     assert code == 0 and "ot-resefa" in output and "lam=2.0" in output
     code, output = run("info", checkpoint)
-    assert code == 0 and json.loads(output)["img_resolution"] == 16
+    info = json.loads(output)
+    assert code == 0 and info["format"] == "otresefa-safetensors" and info["init_kwargs"]["img_resolution"] == 16
+    assert info["architecture"] == {"family": "stylegan2", "config": "skip", "resolution": 16, "num_ws": 6, "z_dim": 32,
+                                    "w_dim": 32, "c_dim": 0, "mapping_layers": 2, "channel_base": 256, "channel_max": 16}
+
+
+def test_convert_then_info(tmp_path):
+    G_src = make_tiny_generator(architecture="resnet")
+    source = write_tf_pickle(tmp_path / "stylegan2-tiny.pkl", G_src)
+    code, output = run("info", source)
+    assert code == 0 and json.loads(output)["format"] == "tensorflow-pickle"
+    code, output = run("convert", source, tmp_path / "tiny.safetensors")
+    assert code == 0 and "tensorflow-pickle ->" in output, output
+    converted = load_generator(tmp_path / "tiny.safetensors")
+    assert converted.architecture() == G_src.architecture()
+    assert converted.training_metadata["source_format"] == "tensorflow-pickle"
+    z = torch.randn(2, G_src.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (converted(z, noise_mode="const") - G_src(z, noise_mode="const")).abs().max() < 1e-6
+    code, output = run("info", tmp_path / "tiny.safetensors")
+    assert code == 0 and json.loads(output)["format"] == "otresefa-safetensors"
+
+
+def test_convert_refuses_bad_targets(tmp_path, checkpoint):
+    (tmp_path / "taken.safetensors").write_bytes(b"keep")
+    code, output = run("convert", checkpoint, tmp_path / "taken.safetensors")
+    assert code == 2 and "--overwrite" in output and (tmp_path / "taken.safetensors").read_bytes() == b"keep"
+    code, output = run("convert", checkpoint, tmp_path / "taken.safetensors", "--overwrite")
+    assert code == 0 and load_generator(tmp_path / "taken.safetensors").img_resolution == 16
+    code, output = run("convert", checkpoint, tmp_path / "g.pkl")
+    assert code == 2 and "must be a .safetensors file" in output
+    (tmp_path / "empty.pkl").write_bytes(b"")
+    code, output = run("convert", tmp_path / "empty.pkl", tmp_path / "out.safetensors")
+    assert code == 2 and "is empty" in output and "Traceback" not in output
+    assert not (tmp_path / "out.safetensors").exists()
 
 
 def test_benchmark_reports_bad_settings(checkpoint, tmp_path):
     code, output = run("benchmark", checkpoint, "--quick", "--regions", "ears", "-o", tmp_path / "bench")
     assert code == 2 and "ears" in output and "Traceback" not in output
+
+
+def test_convert_a_stylegan3_pickle(tmp_path):
+    G_src = make_tiny_stylegan3()
+    source = write_nvidia_pickle(tmp_path / "stylegan3-t-tiny.pkl", G_src, repository="stylegan3")
+    code, output = run("convert", source, tmp_path / "sg3.safetensors")
+    assert code == 0 and "nvidia-pickle (stylegan3 repository) ->" in output, output
+    code, output = run("info", tmp_path / "sg3.safetensors")
+    info = json.loads(output)
+    assert code == 0 and info["architecture"]["family"] == "stylegan3" and info["architecture"]["config"] == "T"
+    assert info["init_kwargs"] == G_src.init_kwargs

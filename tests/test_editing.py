@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,8 +16,8 @@ def unit(dim, seed):
     return v / v.norm()
 
 
-def test_alpha_zero_reproduces_the_original_exactly(tiny_generator):
-    G = tiny_generator
+def test_alpha_zero_reproduces_the_original_exactly(tiny_generator_of_each_family):
+    G = tiny_generator_of_each_family
     w = w_from_seed(G, 4)
     original = G.synthesis(w[None, None].repeat(1, G.num_ws, 1), noise_mode="const")[0]
     ws = edited_ws(G, w, unit(G.w_dim, 0), [-2.0, 0.0, 2.0])
@@ -48,8 +49,8 @@ def test_layer_range_edits_only_those_layers(tiny_generator):
     torch.testing.assert_close(ws[0, 0, 2:], w.expand(G.num_ws - 2, -1))
 
 
-def test_w_plus_batches_and_z_space(tiny_generator):
-    G = tiny_generator
+def test_w_plus_batches_and_z_space(tiny_generator_of_each_family):
+    G = tiny_generator_of_each_family
     wplus = torch.stack([ws_from_seed(G, s, truncation_psi=0.7) for s in (0, 1)])  # [2, num_ws, w_dim]
     images = edit(G, wplus, unit(G.w_dim, 4), [0.0, 1.0])
     assert images.shape == (2, 2, 3, 16, 16)
@@ -89,3 +90,16 @@ def test_parse_seeds():
     for bad in ("3-1", "a", "", "-2"):
         with pytest.raises(ValueError):
             parse_seeds(bad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_latents_directions_and_strengths(tiny_generator, dtype):
+    G = tiny_generator
+    w, z, n = w_from_seed(G, 0), z_from_seed(G, 0), unit(G.w_dim, 1)
+    expected = edit(G, w, n, alphas=[-2.0, 2.0])
+    got = edit(G, w.numpy().astype(dtype), n.numpy().astype(dtype), alphas=np.array([-2.0, 2.0], dtype))
+    assert got.shape == expected.shape and torch.equal(got, expected)
+    ws = torch.stack([ws_from_seed(G, 0), ws_from_seed(G, 1)])  # W+ [2, num_ws, w_dim]
+    assert torch.equal(edit(G, ws.numpy().astype(dtype), n.numpy(), alphas=[1.0]), edit(G, ws, n, alphas=[1.0]))
+    assert torch.allclose(edit(G, z.numpy().astype(dtype), n.numpy(), alphas=[1.0], space="z"),
+                          edit(G, z, n, alphas=[1.0], space="z"), atol=1e-6)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import REFERENCE_DIR, reference_dirs
+from conftest import REFERENCE_DIR, max_rel_error, reference_dirs
 from otresefa.models import Generator
 
 pytestmark = pytest.mark.skipif(not reference_dirs(), reason=f"reference fixtures not found in {REFERENCE_DIR}")
@@ -17,11 +17,6 @@ def load_reference(folder):
     G = Generator(**json.loads((folder / "init_kwargs.json").read_text()))
     G.load_state_dict(torch.load(folder / "state_dict.pt", weights_only=True), strict=True)
     return G.eval(), torch.load(folder / "reference_outputs.pt", weights_only=True)
-
-
-def max_rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    value_range = (expected.max() - expected.min()).item()
-    return (actual - expected).abs().max().item() / value_range
 
 
 @pytest.mark.parametrize("folder", reference_dirs(), ids=lambda p: p.name)

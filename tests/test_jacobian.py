@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REFERENCE_DIR, make_tiny_generator
+from conftest import REFERENCE_DIR, make_tiny_generator, make_tiny_stylegan3
 from otresefa.grams import region_grams
 from otresefa.jacobian import jacobian, load_jacobian, save_jacobian, summed_image
 from otresefa.models import Generator
@@ -57,6 +57,28 @@ def test_layer_range_and_downsampling():
     torch.testing.assert_close(J, reverse_mode_jacobian(G, w, 16, layers=[0, 1, 2]), rtol=1e-4, atol=1e-5)
     # perturbing fewer layers is a different (and smaller) Jacobian
     assert not torch.allclose(J, jacobian(G, w, size=16))
+
+
+def reverse_mode_projections(G, w, size, weights, layers=None):
+    """``sum_pixels weights[k] * J`` for each pixel weighting by one backward pass each: a check of a
+    Jacobian that costs ``len(weights)`` backward passes instead of one per pixel."""
+    v = w.clone().requires_grad_(True)
+    ws = w[None, None].repeat(1, G.num_ws, 1)
+    ws[:, slice(None) if layers is None else layers] = v
+    img = summed_image(G.synthesis(ws, noise_mode="const"), size)[0]  # [S, S]
+    return torch.stack([torch.autograd.grad((img * u).sum(), v, retain_graph=True)[0] for u in weights])
+
+
+@pytest.mark.parametrize("config", ["T", "R"])
+@pytest.mark.parametrize("layers", [None, [0, 1, 2]], ids=["all", "0-2"])
+def test_stylegan3_forward_mode_equals_reverse_mode(config, layers):
+    G = make_tiny_stylegan3(config=config)
+    w = G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(1)))[0, 0]
+    J = jacobian(G, w, size=16, chunk_size=32, layers=layers)  # [16, 16, w_dim]
+    assert J.shape == (16, 16, G.w_dim) and J.abs().max() > 0
+    weights = torch.randn(4, 16, 16, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(torch.einsum("khw,hwd->kd", weights, J),
+                               reverse_mode_projections(G, w, 16, weights, layers), rtol=1e-4, atol=1e-4)
 
 
 def test_z_space_goes_through_the_mapping_network():
@@ -115,6 +137,18 @@ def test_bad_latents_and_options(tiny_generator):
         jacobian(G, torch.zeros(G.w_dim), noise_mode="random")
     with pytest.raises(ValueError, match="latent space"):
         jacobian(G, torch.zeros(G.w_dim), space="s")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_latents(tiny_generator, dtype):
+    G = tiny_generator
+    w = torch.randn(G.w_dim, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(jacobian(G, w.numpy().astype(dtype), size=8), jacobian(G, w, size=8))
+    z = torch.randn(G.z_dim, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(jacobian(G, z.numpy().astype(dtype)[None], size=8, space="z"), jacobian(G, z, size=8, space="z"),
+                          atol=1e-6)
+    with pytest.raises(ValueError, match=r"shape \[32\], got \[2, 32\]"):
+        jacobian(G, np.zeros((2, G.w_dim), dtype))
 
 
 def test_region_grams_normalisation_and_errors():

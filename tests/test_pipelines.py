@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from otresefa.parsing import parse_alphas, parse_layers
-from otresefa.pipelines import compare_report, edit_report, region_from_spec
+from otresefa.pipelines import compare_methods, compare_report, edit_report, region_from_spec
 from otresefa.regions import box_region, preset_region
 
 FAST = dict(display_size=32, num_frames=3, sweep_tiles=3, progress=False)
@@ -81,8 +81,8 @@ def test_region_specs_from_metadata_are_rebuilt_when_they_determine_the_mask():
     assert region_from_spec({"kind": "parts", "name": "hair", "labels": [3]}, 64) is None
 
 
-def test_edit_report_writes_every_figure_and_an_index(tiny_generator, tmp_path):
-    G = tiny_generator
+def test_edit_report_writes_every_figure_and_an_index(tiny_generator_of_each_family, tmp_path):
+    G = tiny_generator_of_each_family
     region = box_region([8, 8, 8, 8], 16, reference_size=16)
     directions = random_directions(G.w_dim, 3, region=region.spec)
     out = edit_report(G, directions, tmp_path / "edits", seeds="1-2", alphas="-2:2:3", index=[0, 2], **FAST)
@@ -140,6 +140,20 @@ def test_compare_report_saves_directions_grid_strips_and_locality(tiny_generator
     assert "signs are each method's own" in grid["caption"].lower()
     scales = {entry["params"]["heat_scale"] for entry in manifest["files"] if entry["section"] == "locality"}
     assert len(scales) == 1  # one heat scale for every method
+    assert all((out / link).is_file() for link in index_links(out))
+
+
+def test_compare_methods_discovers_on_a_stylegan3(tiny_stylegan3, tmp_path):
+    G = tiny_stylegan3
+    region = box_region([8, 8, 8, 8], 16, reference_size=16)
+    out = compare_methods(G, 3, region, "resefa,sefa", tmp_path / "compare", size=16, layers=[1, 2, 3],
+                          cache=False, progress=False, num_directions=2, alphas="-2,2", display_size=32)
+    for name in ("resefa", "sefa"):
+        vectors = np.load(out / "directions" / f"{name}.npy")
+        assert vectors.shape == (2, G.w_dim) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+        metadata = json.loads((out / "directions" / f"{name}.json").read_text())["metadata"]
+        assert metadata["method"] == name and metadata["jacobian_size"] == [16, 16, G.w_dim]
+    assert metadata["info"]["layers"] == G.synthesis.layer_names[:-1]  # SeFa: the modulated convolutions
     assert all((out / link).is_file() for link in index_links(out))
 
 

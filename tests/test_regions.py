@@ -114,3 +114,34 @@ def test_json_round_trip_is_exact():
         assert torch.equal(back.mask, region.mask) and back.spec == region.spec
     with pytest.raises(ValueError, match="no mask"):
         Region.from_json({"kind": "box"})
+
+
+def test_masks_from_numpy_and_torch_arrays():
+    m = np.zeros((8, 8), bool)
+    m[2:4, 2:6] = True
+    # bool; integers: non-zero; a 0/255 image; floats: > 0.5
+    for values in (m, m.astype(np.int64), m.astype(np.uint8) * 255, m * 0.8 + 0.1, torch.from_numpy(m).float()):
+        assert torch.equal(Region(values).mask, torch.from_numpy(m))
+        region = resolve_region(values, 16)
+        assert region.size == (16, 16) and int(region.mask.sum()) == 4 * int(m.sum())
+        assert region.spec["kind"] == "mask"
+    assert not Region(np.full((4, 4), 0.5)).mask.any()
+
+
+def test_mask_array_errors_name_the_problem():
+    with pytest.raises(ValueError, match="16x8, but the images are square"):
+        resolve_region(np.ones((16, 8), bool), 16)
+    with pytest.raises(ValueError, match="selects no pixel"):
+        resolve_region(np.zeros((16, 16), np.uint8), 16)
+    with pytest.raises(ValueError, match="selects no pixel"):
+        resolve_region(np.full((16, 16), 0.3), 16)  # a soft mask below the 0.5 threshold everywhere
+    with pytest.raises(ValueError, match=r"a region mask is \[H, W\], got shape \[1, 16, 16\]"):
+        resolve_region(np.ones((1, 16, 16)), 16)
+    with pytest.raises(ValueError, match="NaN"):
+        resolve_region(np.full((16, 16), np.nan), 16)
+    one = np.zeros((64, 64), bool)
+    one[1, 1] = True
+    with pytest.raises(ValueError, match="1 pixels at 64x64 vanish when resized to 16x16"):
+        resolve_region(one, 16)
+    with pytest.raises(ValueError, match="cannot make a region mask from"):
+        Region(np.array([{"a": 1}, None], dtype=object).reshape(1, 2))

@@ -24,7 +24,7 @@ app = typer.Typer(
     help="Local image editing with StyleGAN: region semantic discovery by optimal transport (OT-ReSeFa).",
 )
 
-CHECKPOINT_HELP = ("checkpoint file (NVIDIA .pkl, TensorFlow .pkl, rosinality .pt, Hammer .pth, otresefa .safetensors) "
+CHECKPOINT_HELP = ("checkpoint file (NVIDIA or TensorFlow .pkl, rosinality .pt, genforce/Hammer .pth, otresefa .safetensors) "
                    "or a built-in model name")
 REGION_HELP = ("region: a name (segmented parts on the built-in model; ReSeFa's FFHQ boxes otherwise), "
                "'box:center_row,center_col,height,width' in 256-px coordinates, or a mask image (square)")
@@ -50,7 +50,6 @@ def friendly_errors(command: Callable) -> Callable:
             typer.secho(f"warning: {message}", err=True, fg=typer.colors.YELLOW)
 
         with warnings.catch_warnings():
-            warnings.simplefilter("default")
             warnings.showwarning = show_warning
             try:
                 return command(*args, **kwargs)
@@ -82,6 +81,17 @@ def _check_out(out: Path, overwrite: bool) -> None:
     from otresefa.outputs import check_output_folder
 
     check_output_folder(out, overwrite)
+
+
+def _check_out_file(out: Path, overwrite: bool) -> None:
+    """An output file that may be written: not an existing one unless ``overwrite``, in a writable folder."""
+    from otresefa.outputs import check_output_folder
+
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if out.is_dir():
+        raise IsADirectoryError(f"{out} is a folder; give the file to write")
+    check_output_folder(out.parent, overwrite=True)
 
 
 def _positive(value: float, option: str) -> float:
@@ -339,11 +349,33 @@ def methods() -> None:
 @app.command()
 @friendly_errors
 def info(checkpoint: str = typer.Argument("synthfaces", help=CHECKPOINT_HELP)) -> None:
-    """Show a checkpoint's architecture."""
+    """Show the format a checkpoint was read as, its architecture and its constructor arguments (JSON)."""
     import json
 
     G = _load(checkpoint, None)
-    typer.echo(json.dumps({"checkpoint": G.checkpoint_id, "num_ws": G.num_ws, **G.init_kwargs}, indent=2))
+    typer.echo(json.dumps({"checkpoint": G.checkpoint_id, "format": G.checkpoint_format,
+                           "architecture": G.architecture(), "init_kwargs": G.init_kwargs}, indent=2))
+
+
+@app.command()
+@friendly_errors
+def convert(
+    source: str = typer.Argument(..., help=CHECKPOINT_HELP),
+    out: Path = typer.Argument(..., help="the .safetensors file to write"),
+    network: str = typer.Option("G_ema", "--network", help="which network of a pickle: G_ema (moving average) or G"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing OUT"),
+) -> None:
+    """Convert any supported checkpoint to the project's safetensors format (never unpickles, loads a little faster)."""
+    from otresefa.checkpoints import load_generator
+
+    _check_out_file(out, overwrite)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"the output must be a .safetensors file, got {out}")
+    G = load_generator(source, network=network)
+    metadata = {"converted_from": str(source), "source_format": G.checkpoint_format, "source_checkpoint": G.checkpoint_id,
+                "network": network}
+    G.save(out, metadata=metadata, overwrite=overwrite)
+    typer.echo(f"{G.checkpoint_format} -> {out} ({G.architecture()['family']}, {G.img_resolution}px)")
 
 
 def main() -> None:  # pragma: no cover - console entry point

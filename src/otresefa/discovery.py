@@ -16,24 +16,11 @@ import torch
 from otresefa._version import __version__
 from otresefa.directions import Directions
 from otresefa.grams import RegionGrams, average_grams
-from otresefa.jacobian import generator_fingerprint
+from otresefa.jacobian import as_jacobian_list, generator_fingerprint
 from otresefa.methods import DEFAULT_METHOD, method_info, run_method
 from otresefa.methods.base import RegionProblem
 from otresefa.models import Generator
 from otresefa.regions import Region, resolve_region
-
-
-def _jacobian_list(jacobians: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    items = [jacobians] if isinstance(jacobians, torch.Tensor) and jacobians.ndim == 3 else list(jacobians)
-    if not items:
-        raise ValueError("no Jacobian given")
-    shape = tuple(items[0].shape)
-    for J in items:
-        if J.ndim != 3 or J.shape[0] != J.shape[1]:
-            raise ValueError(f"a Jacobian has shape [S, S, dim], got {list(J.shape)}")
-        if tuple(J.shape) != shape:
-            raise ValueError(f"all Jacobians must have the same shape; got {list(shape)} and {list(J.shape)}")
-    return items
 
 
 def _regions_at(region: Any, count: int, size: int) -> Region | list[Region]:
@@ -61,13 +48,16 @@ def discover(
     Parameters
     ----------
     jacobians : Tensor [S, S, d], sequence of them, RegionGrams, or None
-        One Jacobian (:func:`otresefa.jacobian`) or several (their Gram matrices are averaged), or
+        One Jacobian (:func:`otresefa.jacobian`) or several (their Gram matrices are averaged): a
+        list, or a stacked ``[N, S, S, d]``, numpy or torch (see
+        :func:`~otresefa.jacobian.as_jacobian_list`); or
         Gram matrices already averaged over samples (:class:`~otresefa.grams.RegionGrams`; then
         ``region`` is not needed).  ``None`` for the methods that read the generator instead and
         ignore the region (``sefa``, ``ganspace``).
     region : Region, spec, or list of Region
         A :class:`~otresefa.regions.Region` or anything :func:`~otresefa.regions.resolve_region`
-        accepts (preset name, ``"box:r,c,h,w"``, mask file, ...), resized to the Jacobians' size;
+        accepts (preset name, ``"box:r,c,h,w"``, mask file, a numpy/torch mask ``[H, W]``, ...),
+        resized to the Jacobians' size;
         or one :class:`Region` per Jacobian (each sample its own mask).
     method : str
         A registered method name (``otresefa.methods.available_methods()``).
@@ -99,7 +89,7 @@ def discover(
     if isinstance(jacobians, RegionGrams):
         grams, jacobian_size = jacobians, None
     elif jacobians is not None:
-        items = _jacobian_list(jacobians)
+        items = as_jacobian_list(jacobians)
         jacobian_size = list(items[0].shape)
         grams = average_grams(items, _regions_at(region, len(items), items[0].shape[0]))
     elif "jacobians" in info.needs:

@@ -296,7 +296,8 @@ def edit(
 
     Args:
         latent: W: ``[w_dim]``, ``[N, w_dim]`` or W+ ``[N, num_ws, w_dim]`` (a single W+ latent is
-            ``[1, num_ws, w_dim]``); Z: ``[z_dim]`` or ``[N, z_dim]``.
+            ``[1, num_ws, w_dim]``); Z: ``[z_dim]`` or ``[N, z_dim]``.  A tensor or a numpy array
+            (float32 or float64; computed in float32), as are ``directions`` and ``alphas``.
         directions: a ``Directions`` object or unit vectors ``[dim]`` / ``[k, dim]``.
         alphas: one direction: ``[A]`` strengths; ``k`` directions: ``[k]`` (one composed edit, eq. 28)
             or ``[A, k]``.  An alpha of 0 reproduces the original image exactly.

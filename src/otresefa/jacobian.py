@@ -70,7 +70,8 @@ def jacobian(
     Args:
         G: the generator (its parameters are not differentiated).
         latent: ``[w_dim]`` w (``space="w"``) broadcast to the ``layers``, or ``[z_dim]`` z
-            (``space="z"``, differentiated through the mapping network with ``truncation_psi``).
+            (``space="z"``, differentiated through the mapping network with ``truncation_psi``); a
+            tensor or a numpy array (float32 or float64; computed in float32).
         size: the image is area-down-sampled to ``size`` x ``size`` when the generator is larger.
         layers: ws indices that receive the perturbation (ReSeFa's layer-wise manipulation); the
             other layers keep the unperturbed latent.  ``None``: all layers.
@@ -175,3 +176,48 @@ def load_jacobian(path: str | Path) -> torch.Tensor:
     if not np.isfinite(array).all():
         raise ValueError(f"{path}: the Jacobian contains NaN or inf")
     return torch.from_numpy(array.astype(np.float32))
+
+
+def _jacobian_stack(value) -> list[torch.Tensor]:
+    """One array or tensor -> a list of ``[S, S, dim]`` Jacobians (see :func:`as_jacobian_list`)."""
+    try:
+        J = torch.as_tensor(value)  # a numpy array shares its memory
+    except (TypeError, RuntimeError, ValueError):
+        raise ValueError(f"cannot read a Jacobian from {type(value).__name__} (expected a numpy array or tensor)") from None
+    if J.ndim == 5 and J.shape[3] == 1:
+        J = J[:, :, :, 0]  # LowRankGAN's [N, S, S, 1, dim]
+    if J.ndim == 4 and J.shape[2] == 1 and J.shape[0] == J.shape[1] > 1:
+        J = J[:, :, 0]  # ReSeFa's [S, S, 1, dim]
+    if J.ndim == 3:
+        return [J]
+    if J.ndim == 4:
+        return list(J.unbind(0))
+    raise ValueError(f"a Jacobian has shape [S, S, dim] (several: [N, S, S, dim]), got {list(J.shape)}")
+
+
+def as_jacobian_list(jacobians) -> list[torch.Tensor]:
+    """Jacobians as given by a user -> a list of float ``[S, S, dim]`` tensors of one shape.
+
+    Accepts a numpy array or tensor ``[S, S, dim]`` (one), ``[N, S, S, dim]`` (several; also
+    ReSeFa's ``[S, S, 1, dim]`` and LowRankGAN's ``[N, S, S, 1, dim]`` layouts), or a list of those.
+
+    Raises:
+        ValueError: no Jacobian, a wrong shape or dtype, shapes that differ, NaN or inf.
+    """
+    if isinstance(jacobians, (np.ndarray, torch.Tensor)):
+        items = _jacobian_stack(jacobians)
+    else:
+        items = [J for item in jacobians for J in _jacobian_stack(item)]
+    if not items:
+        raise ValueError("no Jacobian given")
+    shape = tuple(items[0].shape)
+    for index, J in enumerate(items):
+        if J.shape[0] != J.shape[1]:
+            raise ValueError(f"a Jacobian has shape [S, S, dim] (square images), got {list(J.shape)}")
+        if tuple(J.shape) != shape:
+            raise ValueError(f"all Jacobians must have the same shape; got {list(shape)} and {list(J.shape)}")
+        if not J.is_floating_point():
+            raise ValueError(f"a Jacobian holds floating-point numbers, got {J.dtype}")
+        if not torch.isfinite(J).all():
+            raise ValueError(f"Jacobian {index} contains non-finite (NaN or inf) values")
+    return items

@@ -7,6 +7,8 @@ A :class:`Region` is a boolean mask ``[H, W]`` (True = the part to edit) plus a 
   size (256 by default) and scaled to the size at hand;
 - named presets for aligned FFHQ/MetFaces faces (ReSeFa's boxes, :data:`FFHQ_PRESETS`);
 - mask image files (PNG, any size; non-zero = region; resized with nearest neighbour);
+- mask arrays (numpy or torch ``[H, W]``, any square size): bool, integers (non-zero = region, as in
+  a mask image) or floats (> 0.5 = region: a soft mask or a probability map, thresholded);
 - part maps (e.g. the built-in face domain's segmenter output) and a set of part labels;
 - union ``a | b``, intersection ``a & b`` and difference ``a - b`` of other regions.
 """
@@ -37,17 +39,42 @@ FFHQ_PRESETS: dict[str, tuple[int, int, int, int]] = {
 REFERENCE_SIZE = 256
 
 
+def mask_from_array(values: Any) -> torch.Tensor:
+    """A numpy array or tensor ``[H, W]`` -> bool mask: bool as is, integers non-zero, floats > 0.5.
+
+    Raises:
+        ValueError: not 2-D, empty, not numbers, or NaN.
+    """
+    try:
+        mask = torch.as_tensor(np.asarray(values) if not isinstance(values, torch.Tensor) else values)
+    except (TypeError, RuntimeError, ValueError):
+        raise ValueError(f"cannot make a region mask from {type(values).__name__}") from None
+    if mask.ndim != 2 or mask.numel() == 0:
+        raise ValueError(f"a region mask is [H, W], got shape {list(mask.shape)}")
+    if mask.dtype == torch.bool:
+        return mask.cpu()
+    if mask.is_floating_point():
+        if torch.isnan(mask).any():
+            raise ValueError("the region mask contains NaN")
+        return (mask > 0.5).cpu()
+    if mask.is_complex():
+        raise ValueError(f"a region mask holds bool, integer or float values, got {mask.dtype}")
+    return (mask != 0).cpu()
+
+
 @dataclass(frozen=True)
 class Region:
-    """A foreground mask ``[H, W]`` (bool) and the description it was made from."""
+    """A foreground mask ``[H, W]`` and the description it was made from.
+
+    ``mask`` may be given as a numpy array or tensor of bool, integers or floats
+    (:func:`mask_from_array`); it is stored as a bool tensor on the CPU.
+    """
 
     mask: torch.Tensor
     spec: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.mask.ndim != 2:
-            raise ValueError(f"a region mask is [H, W], got shape {list(self.mask.shape)}")
-        object.__setattr__(self, "mask", self.mask.to(torch.bool).cpu())
+        object.__setattr__(self, "mask", mask_from_array(self.mask))
 
     @property
     def size(self) -> tuple[int, int]:
@@ -183,6 +210,20 @@ def mask_file_region(path: str | Path, size: int) -> Region:
     return region.resized(size)
 
 
+def array_region(values: Any, size: int) -> Region:
+    """A mask array (numpy or torch ``[H, W]``, square: generator images are) resized to ``size``."""
+    mask = mask_from_array(values)
+    height, width = mask.shape
+    if height != width:
+        raise ValueError(f"the region mask is {height}x{width}, but the images are square: give a mask of the image's size")
+    if not mask.any():
+        raise ValueError(f"the region mask selects no pixel (all {height}x{width} values are 0/False)")
+    region = Region(mask, {"kind": "mask", "name": "mask", "mask_size_given": [height, width]}).resized(size)
+    if not region.mask.any():
+        raise ValueError(f"the region mask's {int(mask.sum())} pixels at {height}x{width} vanish when resized to {size}x{size}")
+    return region
+
+
 def parts_region(part_map: torch.Tensor, labels: Iterable[int], name: str, part_names: Sequence[str] | None = None) -> Region:
     """Pixels of ``part_map [H, W]`` whose label is in ``labels`` (e.g. a segmenter's output)."""
     labels = sorted(int(v) for v in labels)
@@ -196,11 +237,14 @@ def parts_region(part_map: torch.Tensor, labels: Iterable[int], name: str, part_
 def resolve_region(spec: Any, size: int, presets: dict[str, Sequence[float]] | None = None) -> Region:
     """Turn what a user typed or passed into a usable :class:`Region` at ``size``.
 
-    ``spec`` may be a :class:`Region`, a preset name, ``"box:r,c,h,w"``, a mask file path, a box
-    sequence, ``"a+b"`` (union) / ``"a-b"`` (difference) of those, or a list (union).
+    ``spec`` may be a :class:`Region`, a preset name, ``"box:r,c,h,w"``, a mask file path, a mask
+    array (numpy or torch ``[H, W]``, see :func:`mask_from_array`; square, resized to ``size``), a
+    box sequence, ``"a+b"`` (union) / ``"a-b"`` (difference) of those, or a list (union).
     """
     if isinstance(spec, Region):
         region = spec.resized(size)
+    elif isinstance(spec, (np.ndarray, torch.Tensor)):
+        region = array_region(spec, size)
     elif isinstance(spec, (list, tuple)) and len(spec) == 4 and all(isinstance(v, (int, float)) for v in spec):
         region = box_region(spec, size)
     elif isinstance(spec, (list, tuple)):

@@ -30,7 +30,7 @@ from otresefa.io import atomic_path, json_ready, settings_fingerprint, tensors_f
 from otresefa.jacobian import generator_fingerprint, jacobian
 from otresefa.latents import z_from_seed
 from otresefa.metrics.fid import image_features, inception_features
-from otresefa.models import Generator, check_layer_indices
+from otresefa.models import Generator, GeneratorBase, check_layer_indices
 from otresefa.regions import Region, resolve_region
 
 __all__ = ["Inputs", "Samples", "downsample", "load_image_folder", "render", "ws_of_seeds"]
@@ -94,8 +94,8 @@ class Inputs:
         self.plan = plan
         config = plan.config
         source = config.generator
-        self.G = source if isinstance(source, Generator) else load_generator(source, device=config.device)
-        self.generator_name = "Generator object" if isinstance(source, Generator) else str(source)
+        self.G = source if isinstance(source, GeneratorBase) else load_generator(source, device=config.device)
+        self.generator_name = "Generator object" if isinstance(source, GeneratorBase) else str(source)
         self.fingerprint = generator_fingerprint(self.G)
         self.domain = self._domain()
         plan.regions = [dataclasses.replace(e, per_image=self.domain.is_per_image(e.spec) and self.domain.segment

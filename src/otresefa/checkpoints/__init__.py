@@ -3,25 +3,33 @@
 ``load_generator(source)`` accepts a built-in model name (``"synthfaces"``) or a path, and tells the
 format from the file's content, not its name:
 
-- the project's own safetensors file (``G.save(path)``);
-- NVIDIA stylegan2-ada-pytorch / stylegan3 network pickles (restricted unpickler, no code runs);
-- rosinality stylegan2-pytorch ``.pt`` files (``torch.load(weights_only=True)``).
+- the project's own safetensors file (``G.save(path)``), ``"otresefa-safetensors"``;
+- NVIDIA PyTorch network pickles, stylegan2-ada-pytorch and stylegan3 repository (StyleGAN2 and
+  StyleGAN3 generators; restricted unpickler, no code runs), ``"nvidia-pickle (...)"``;
+- TensorFlow StyleGAN2 pickles (NVlabs/stylegan2), ``"tensorflow-pickle"``, read by the same
+  unpickler without TensorFlow;
+- rosinality stylegan2-pytorch ``.pt`` files, ``"rosinality-pt"``, and genforce ``.pth`` files
+  (ReSeFa's Hammer code, ``"hammer-pth"``; the SeFa model zoo's, ``"genforce-pth"``), both read
+  with ``torch.load(weights_only=True)``.
+
+The generator records the format it was read from as ``G.checkpoint_format``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import zipfile
 from pathlib import Path
 
 import torch
 
+from otresefa.checkpoints.common import read_torch_file
 from otresefa.checkpoints.errors import CheckpointError, UnsafeCheckpointError, UnsupportedCheckpointError
+from otresefa.checkpoints.hammer import generator_from_hammer, hammer_models
 from otresefa.checkpoints.native import load_native, save_generator
 from otresefa.checkpoints.nvidia import generator_from_pickle, read_network_pickle
-from otresefa.checkpoints.rosinality import generator_from_rosinality, read_rosinality
-from otresefa.models import Generator
+from otresefa.checkpoints.rosinality import generator_from_rosinality, is_rosinality
+from otresefa.checkpoints.tensorflow import generator_from_tensorflow, tensorflow_networks
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
@@ -47,31 +55,52 @@ def _file_digest(path: Path) -> str:
 
 
 def detect_format(path: str | Path) -> str:
-    """``"native"``, ``"nvidia-pickle"`` or ``"torch"`` from the first bytes of the file."""
+    """``"native"``, ``"pickle"`` or ``"torch"`` (a zip) from the first bytes of the file."""
     path = Path(path)
     with open(path, "rb") as handle:
         head = handle.read(16)
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes): the download or copy did not finish?")
     if len(head) >= 9 and head[8:9] == b"{":
         return "native"  # safetensors: 8-byte little-endian header length, then a JSON header
     if zipfile.is_zipfile(path):
         return "torch"
     if head[:1] == b"\x80":
-        return "nvidia-pickle"
+        return "pickle"
     raise CheckpointError(
         f"{path} is not a generator checkpoint this library reads (expected an otresefa .safetensors file, "
-        "an NVIDIA network pickle or a rosinality .pt file)"
+        "an NVIDIA or TensorFlow network pickle, a rosinality .pt or a genforce/Hammer .pth file)"
     )
 
 
-def load_generator(source: str | Path = "synthfaces", device: str | torch.device | None = None, network: str = "G_ema") -> Generator:
-    """Load a StyleGAN2 generator, in eval mode, on ``device`` (default: CPU).
+def _generator_from_torch_file(path: Path):
+    """A ``torch.save`` file: rosinality's ``g_ema`` or genforce's ``generator_smooth``/``generator``."""
+    checkpoint = read_torch_file(path)
+    if is_rosinality(checkpoint):
+        return generator_from_rosinality(checkpoint, source=str(path))
+    if hammer_models(checkpoint) is not None:
+        return generator_from_hammer(checkpoint, source=str(path))
+    keys = sorted(map(str, checkpoint))[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+    raise CheckpointError(
+        f"{path} is a PyTorch file but neither a rosinality checkpoint ('g_ema') nor a genforce/Hammer one "
+        f"('generator_smooth' or 'generator'); it holds {keys}"
+    )
+
+
+def load_generator(source: str | Path = "synthfaces", device: str | torch.device | None = None, network: str = "G_ema"):
+    """Load a generator (StyleGAN2 or StyleGAN3), in eval mode, on ``device`` (default: CPU).
 
     Args:
         source: a built-in model name (``"synthfaces"``) or a checkpoint path.
-        network: which network of an NVIDIA pickle to take (``"G_ema"`` or ``"G"``).
+        network: which network of an NVIDIA pickle to take (``"G_ema"`` or ``"G"``; of a
+            TensorFlow pickle, ``"G_ema"`` is ``Gs``).
+    Returns:
+        The generator, with ``checkpoint_format`` (see the module docstring), ``checkpoint_id``
+        (file stem and content hash) and ``checkpoint_source`` set.
     Raises:
-        FileNotFoundError, CheckpointError (not a checkpoint), UnsafeCheckpointError (the pickle
-        asks for code), UnsupportedCheckpointError (StyleGAN3, TensorFlow pickles, ...).
+        FileNotFoundError, CheckpointError (not a checkpoint, empty, ...), UnsafeCheckpointError
+        (the pickle asks for code), UnsupportedCheckpointError (an architecture or layout this
+        library does not implement).
     """
     if isinstance(source, str) and source in BUILTIN_MODELS:
         path = BUILTIN_MODELS[source]
@@ -87,15 +116,17 @@ def load_generator(source: str | Path = "synthfaces", device: str | torch.device
     fmt = detect_format(path)
     if fmt == "native":
         G = load_native(path)
-    elif fmt == "nvidia-pickle":
+    elif fmt == "pickle":
         with open(path, "rb") as handle:
-            data = read_network_pickle(io.BufferedReader(handle), source=str(path))
-        if data == _LEGACY_TORCH_MAGIC:  # torch.save's pre-1.6 format also starts as a pickle
-            G = generator_from_rosinality(read_rosinality(path), source=str(path))
+            data = read_network_pickle(handle, source=str(path))
+        if isinstance(data, int) and data == _LEGACY_TORCH_MAGIC:  # torch.save's pre-1.6 format also starts as a pickle
+            G = _generator_from_torch_file(path)
+        elif tensorflow_networks(data) is not None:
+            G = generator_from_tensorflow(data, source=str(path), key=network)
         else:
             G = generator_from_pickle(data, source=str(path), key=network)
     else:
-        G = generator_from_rosinality(read_rosinality(path), source=str(path))
+        G = _generator_from_torch_file(path)
     G.checkpoint_id = f"{path.stem}-{_file_digest(path)}"
     G.checkpoint_source = str(source)
     G.eval().requires_grad_(False)

@@ -1,7 +1,6 @@
 """rosinality/stylegan2-pytorch checkpoints (``.pt`` with a ``g_ema`` state dict).
 
-Read with ``torch.load(weights_only=True)`` (``argparse.Namespace``, which training checkpoints
-store as ``args``, is the only extra type allowed: it holds plain values).  The two implementations
+Read with :func:`~otresefa.checkpoints.common.read_torch_file`.  The two implementations
 share the architecture and the equalised-lr parameterisation, so converting is renaming and
 reshaping (the correspondence below); the channel widths, depth and resolution are read off the
 tensors' shapes.
@@ -25,45 +24,22 @@ rosinality ``g_ema``                            NVIDIA / otresefa
 
 from __future__ import annotations
 
-import argparse
-import pickle
-from pathlib import Path
-
-import torch
-
+from otresefa.checkpoints.common import channel_config, load_converted, synthesis_layers
 from otresefa.checkpoints.errors import CheckpointError, UnsupportedCheckpointError
 from otresefa.models import Generator
 
-
-def read_rosinality(path: str | Path) -> dict:
-    """``torch.load`` the file with ``weights_only=True`` (plus ``argparse.Namespace``)."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(f"{path} holds objects that a weights-only load refuses ({error})") from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise CheckpointError(f"{path} could not be read as a PyTorch file ({error})") from None
+FORMAT = "rosinality-pt"
 
 
-def _conv_names(num_blocks: int) -> list[tuple[str, str]]:
-    """(rosinality prefix, NVIDIA prefix) of every modulated conv, in noise-buffer order."""
-    names = [("conv1", "synthesis.b4.conv1")]
-    for k in range(num_blocks - 1):
-        res = 8 * 2**k
-        names += [(f"convs.{2 * k}", f"synthesis.b{res}.conv0"), (f"convs.{2 * k + 1}", f"synthesis.b{res}.conv1")]
-    return names
+def is_rosinality(checkpoint: object) -> bool:
+    """Whether a loaded ``.pt`` holds a rosinality generator state (``g_ema`` or ``g``)."""
+    state = checkpoint.get("g_ema", checkpoint.get("g")) if isinstance(checkpoint, dict) else None
+    return isinstance(state, dict) and "input.input" in state
 
 
-def _channel_config(channels: dict[int, int]) -> tuple[int, int]:
-    """(channel_base, channel_max) with ``min(channel_base // res, channel_max) == channels[res]``."""
-    channel_max = channels[4]
-    resolutions = sorted(channels)
-    narrower = [res for res in resolutions if channels[res] < channel_max]
-    channel_base = channels[narrower[0]] * narrower[0] if narrower else channel_max * resolutions[-1]
-    if any(min(channel_base // res, channel_max) != channels[res] for res in resolutions):
-        raise UnsupportedCheckpointError(f"channel widths {channels} do not follow StyleGAN2's channel_base/res rule")
-    return channel_base, channel_max
+def _rosinality_prefixes(num_blocks: int) -> list[str]:
+    """rosinality's name of each modulated conv, in ws order (= noise-buffer order)."""
+    return ["conv1"] + [f"convs.{j}" for j in range(2 * (num_blocks - 1))]
 
 
 def generator_from_rosinality(checkpoint: dict, source: str = "the checkpoint", lr_multiplier: float = 0.01) -> Generator:
@@ -73,11 +49,18 @@ def generator_from_rosinality(checkpoint: dict, source: str = "the checkpoint", 
     0.01); it only matters for training further, not for the image, because both codes store the
     same scaled weights.
     """
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{source} is not a rosinality checkpoint (expected a dict with 'g_ema')")
-    state = checkpoint.get("g_ema", checkpoint.get("g"))
-    if not isinstance(state, dict) or "input.input" not in state:
+    if not is_rosinality(checkpoint):
         raise CheckpointError(f"{source} has no rosinality generator state ('g_ema' with 'input.input')")
+    state = checkpoint.get("g_ema", checkpoint.get("g"))
+    try:
+        G = _convert(state, checkpoint.get("latent_avg"), source, lr_multiplier)
+    except KeyError as error:
+        raise UnsupportedCheckpointError(f"{source}: the rosinality generator has no tensor {error}") from None
+    G.checkpoint_format = FORMAT
+    return G
+
+
+def _convert(state: dict, latent_avg, source: str, lr_multiplier: float) -> Generator:
     n_mlp = sum(1 for key in state if key.startswith("style.") and key.endswith(".weight"))
     num_blocks = 1 + sum(1 for key in state if key.startswith("to_rgbs.") and key.endswith(".conv.weight"))
     w_dim = state["style.1.weight"].shape[0]
@@ -85,7 +68,7 @@ def generator_from_rosinality(checkpoint: dict, source: str = "the checkpoint", 
     channels = {4: state["input.input"].shape[1]}
     for k in range(num_blocks - 1):
         channels[8 * 2**k] = state[f"convs.{2 * k}.conv.weight"].shape[1]
-    channel_base, channel_max = _channel_config(channels)
+    channel_base, channel_max = channel_config(channels, source)
     G = Generator(
         z_dim=state["style.1.weight"].shape[1], c_dim=0, w_dim=w_dim, img_resolution=resolution,
         img_channels=state["to_rgb1.conv.weight"].shape[1],
@@ -96,13 +79,14 @@ def generator_from_rosinality(checkpoint: dict, source: str = "the checkpoint", 
     for i in range(1, n_mlp + 1):
         converted[f"mapping.fc{i - 1}.weight"] = state[f"style.{i}.weight"]
         converted[f"mapping.fc{i - 1}.bias"] = state[f"style.{i}.bias"]
-    for j, (src, dst) in enumerate(_conv_names(num_blocks)):
+    for layer, src in zip(synthesis_layers(num_blocks), _rosinality_prefixes(num_blocks)):
+        dst = layer.name
         converted[f"{dst}.weight"] = state[f"{src}.conv.weight"][0]
         converted[f"{dst}.affine.weight"] = state[f"{src}.conv.modulation.weight"]
         converted[f"{dst}.affine.bias"] = state[f"{src}.conv.modulation.bias"]
         converted[f"{dst}.noise_strength"] = state[f"{src}.noise.weight"].reshape([])
         converted[f"{dst}.bias"] = state[f"{src}.activate.bias"].reshape(-1)
-        converted[f"{dst}.noise_const"] = state[f"noises.noise_{j}"][0, 0]
+        converted[f"{dst}.noise_const"] = state[f"noises.noise_{layer.index}"][0, 0]
     rgb_names = [("to_rgb1", "synthesis.b4.torgb")] + [
         (f"to_rgbs.{k}", f"synthesis.b{8 * 2**k}.torgb") for k in range(num_blocks - 1)
     ]
@@ -111,13 +95,5 @@ def generator_from_rosinality(checkpoint: dict, source: str = "the checkpoint", 
         converted[f"{dst}.affine.weight"] = state[f"{src}.conv.modulation.weight"]
         converted[f"{dst}.affine.bias"] = state[f"{src}.conv.modulation.bias"]
         converted[f"{dst}.bias"] = state[f"{src}.bias"].reshape(-1)
-    latent_avg = checkpoint.get("latent_avg")
     converted["mapping.w_avg"] = latent_avg.reshape(-1) if latent_avg is not None else G.mapping.w_avg
-    # FIR filters are fixed buffers, identical in both codes.
-    for name, buffer in G.state_dict().items():
-        if name.endswith("resample_filter"):
-            converted[name] = buffer
-    missing, unexpected = G.load_state_dict(converted, strict=False)
-    if missing or unexpected:
-        raise UnsupportedCheckpointError(f"{source}: could not map every tensor (missing {missing[:5]}, unexpected {unexpected[:5]})")
-    return G
+    return load_converted(G, converted, source)

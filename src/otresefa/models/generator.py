@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from otresefa.models import ops
-from otresefa.parsing import check_layer_indices
+from otresefa.models.base import GeneratorBase
 from otresefa.models.layers import Conv2dLayer, FullyConnectedLayer, SynthesisLayer, ToRGBLayer
+from otresefa.parsing import check_layer_indices
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 
@@ -207,6 +207,7 @@ class SynthesisNetwork(nn.Module):
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_channels = img_channels
+        self.channel_base, self.channel_max = channel_base, channel_max
         self.block_resolutions = [2**i for i in range(2, log2 + 1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
         fp16_resolution = max(2 ** (log2 + 1 - num_fp16_res), 8)
@@ -269,8 +270,10 @@ def layer_mask(layers: Sequence[int] | None, num_ws: int, device: torch.device |
     return mask
 
 
-class Generator(nn.Module):
+class Generator(GeneratorBase):
     """StyleGAN2 generator ``G(z, c) = synthesis(mapping(z, c))``."""
+
+    family = "stylegan2"
 
     def __init__(
         self,
@@ -295,25 +298,6 @@ class Generator(nn.Module):
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
 
-    def forward(
-        self,
-        z: torch.Tensor,
-        c: torch.Tensor | None = None,
-        truncation_psi: float = 1.0,
-        truncation_cutoff: int | None = None,
-        noise_mode: str = "random",
-        force_fp32: bool = False,
-    ) -> torch.Tensor:
-        # z: [N, z_dim] -> img: [N, img_channels, R, R]
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32)
-
     @property
-    def device(self) -> torch.device:
-        return self.mapping.fc0.weight.device
-
-    def save(self, path: str | Path, metadata: dict | None = None, overwrite: bool = False) -> Path:
-        """Write the project's format: ``path`` (safetensors weights) + ``path.json`` (config)."""
-        from otresefa.checkpoints.native import save_generator
-
-        return save_generator(self, path, metadata=metadata, overwrite=overwrite)
+    def config(self) -> str:
+        return self.synthesis.blocks()[-1].architecture

@@ -20,7 +20,11 @@ NOISE_MODES = ("random", "const", "none")
 
 class FullyConnectedLayer(nn.Module):
     """Dense layer with equalised learning rate: the stored weight is scaled at run time by
-    ``lr_multiplier / sqrt(in_features)`` so that every layer learns at the same speed."""
+    ``lr_multiplier / sqrt(in_features)`` so that every layer learns at the same speed.
+
+    ``weight_init`` scales the initial weights (StyleGAN3's input transform starts at 0) and
+    ``bias_init`` is a scalar or one value per output feature.
+    """
 
     def __init__(
         self,
@@ -29,14 +33,16 @@ class FullyConnectedLayer(nn.Module):
         bias: bool = True,
         activation: str = "linear",
         lr_multiplier: float = 1.0,
-        bias_init: float = 0.0,
+        bias_init: float | Sequence[float] = 0.0,
+        weight_init: float = 1.0,
     ):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
         self.activation = activation
-        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
-        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.weight = nn.Parameter(torch.randn([out_features, in_features]) * weight_init / lr_multiplier)
+        initial_bias = torch.as_tensor(bias_init, dtype=torch.float32).broadcast_to([out_features]).clone()
+        self.bias = nn.Parameter(initial_bias) if bias else None
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
 

@@ -1,16 +1,20 @@
-"""Low-level tensor operations of StyleGAN2, in plain PyTorch (no compiled extensions).
+"""Low-level tensor operations of StyleGAN2 and StyleGAN3, in plain PyTorch (no compiled extensions).
 
-Implemented from the published architecture (Karras et al., "Analyzing and Improving the Image
-Quality of StyleGAN", CVPR 2020; "Training GANs with Limited Data", NeurIPS 2020) so that the
-numbers agree with NVIDIA's stylegan2-ada-pytorch:
+Implemented from the published architectures (Karras et al., "Analyzing and Improving the Image
+Quality of StyleGAN", CVPR 2020; "Training GANs with Limited Data", NeurIPS 2020; "Alias-Free
+Generative Adversarial Networks", NeurIPS 2021) so that the numbers agree with NVIDIA's
+stylegan2-ada-pytorch and stylegan3:
 
-- FIR resampling (``upfirdn2d``): zero-insertion up-sampling, padding, a 2-D FIR filter, decimation.
+- FIR resampling (``upfirdn2d``): zero-insertion up-sampling, padding, a separable (1-D taps) or
+  non-separable (2-D taps) FIR filter, decimation.
 - ``bias_act``: bias, leaky ReLU, a gain that keeps the signal's second moment, an optional clamp.
 - ``modulated_conv2d``: weight modulation by per-sample styles and demodulation (paper eq. 1-3 of
   StyleGAN2), computed by scaling the activations instead of the weights, so that one shared weight
   serves the whole batch (and batched forward-mode AD stays cheap).
 - ``conv2d_resample``: convolution fused with 2x up- or down-sampling, with the same pixel alignment
   as the reference implementation.
+- ``filtered_lrelu``: StyleGAN3's alias-free non-linearity, the leaky ReLU evaluated at a higher
+  sampling rate between a low-pass up-sampling and a low-pass down-sampling filter.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
 
 def upfirdn2d(
     x: torch.Tensor,
-    f: torch.Tensor,
+    f: torch.Tensor | None,
     up: int = 1,
     down: int = 1,
     padding: Sequence[int] = (0, 0, 0, 0),
@@ -42,34 +46,68 @@ def upfirdn2d(
 ) -> torch.Tensor:
     """Up-sample by zero insertion, pad, convolve with the FIR filter ``f``, down-sample.
 
-    Args:
-        x: ``[N, C, H, W]``.
-        f: ``[fh, fw]`` filter (true convolution: the filter is flipped before correlating).
-        padding: ``(left, right, top, bottom)``; negative values crop.
-        gain: overall gain; ``up**2`` keeps the mean intensity after zero insertion.
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``[N, C, H, W]``.
+    f : torch.Tensor or None
+        ``[fh, fw]`` non-separable filter, ``[k]`` separable filter (applied along the width, then
+        the height), or None for the identity (a single tap of 1).  True convolution: the filter is
+        flipped before correlating.
+    padding : sequence of int
+        ``(left, right, top, bottom)``; negative values crop.
+    gain : float
+        Overall gain; ``up**2`` keeps the mean intensity after zero insertion.
 
-    Returns:
-        ``[N, C, (H*up + top + bottom - fh + 1) // down, (W*up + left + right - fw + 1) // down]``.
+    Returns
+    -------
+    torch.Tensor
+        ``[N, C, (H*up + top + bottom - fh + 1) // down, (W*up + left + right - fw + 1) // down]``
+        (rounded up).
     """
-    n, c, h, w = x.shape
     pad_left, pad_right, pad_top, pad_bottom = padding
+    if f is not None and f.ndim == 1:
+        # A separable filter is two 1-D passes, each carrying the square root of the gain.
+        taps = f * math.sqrt(gain)
+        x = _upfirdn_1d(x, taps, up, down, pad_left, pad_right, dim=3)
+        return _upfirdn_1d(x, taps, up, down, pad_top, pad_bottom, dim=2)
+    n, c, h, w = x.shape
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])  # [N, C, H, up, W, up]
         x = x.reshape(n, c, h * up, w * up)
-    x = F.pad(x, [max(pad_left, 0), max(pad_right, 0), max(pad_top, 0), max(pad_bottom, 0)])
-    x = x[
-        :,
-        :,
-        max(-pad_top, 0) : x.shape[2] - max(-pad_bottom, 0),
-        max(-pad_left, 0) : x.shape[3] - max(-pad_right, 0),
-    ]
+    x = F.pad(x, [pad_left, pad_right, pad_top, pad_bottom])  # negative values crop
+    if f is None:
+        return (x if gain == 1 else x * gain)[:, :, ::down, ::down]
     kernel = (f * gain).flip([0, 1]).to(x.dtype)  # [fh, fw]
-    kernel = kernel[None, None].expand(c, 1, *kernel.shape)  # [C, 1, fh, fw], depthwise
-    x = F.conv2d(x, kernel, groups=c)
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+    # Depthwise; the stride decimates without computing the samples that would be dropped.
+    return F.conv2d(x, kernel[None, None].expand(c, 1, *kernel.shape), stride=down, groups=c)
+
+
+def _upfirdn_1d(x: torch.Tensor, taps: torch.Tensor, up: int, down: int, pad0: int, pad1: int, dim: int) -> torch.Tensor:
+    """:func:`upfirdn2d` along one spatial dimension (``dim`` 2: height, 3: width) of ``[N, C, H, W]``.
+
+    Up-sampling is a strided transposed convolution, which skips the products with inserted zeros
+    (``up`` times fewer than filtering the zero-inserted signal), then a crop to the padded window;
+    down-sampling is a strided convolution.
+    """
+    c, length, k = x.shape[1], x.shape[dim], taps.numel()
+    shape, stride_up, stride_down = [c, 1, 1, 1], [1, 1], [1, 1]
+    shape[dim], stride_up[dim - 2], stride_down[dim - 2] = k, up, down
+    kernel = taps.to(x.dtype).reshape(shape[2:]).expand(shape)  # [C, 1, k, 1] or [C, 1, 1, k]
+    if up > 1:
+        # Full convolution of the zero-inserted signal (without its trailing zeros): (L-1)*up + k samples.
+        x = F.conv_transpose2d(x, kernel, stride=stride_up, groups=c)
+        start = k - 1 - pad0  # where the padded, zero-inserted window starts in it
+        window = length * up + pad0 + pad1 - k + 1
+        pads = [-start, start + window - x.shape[dim]]
+        x = F.pad(x, pads + [0, 0] if dim == 3 else [0, 0] + pads)
+        index = [slice(None)] * 4
+        index[dim] = slice(None, None, down)
+        return x[tuple(index)]
+    pads = [pad0, pad1]
+    x = F.pad(x, pads + [0, 0] if dim == 3 else [0, 0] + pads)
+    return F.conv2d(x, kernel.flip([dim]), stride=stride_down, groups=c)
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
@@ -169,17 +207,32 @@ def modulated_conv2d(
     resample_filter: torch.Tensor | None = None,
     demodulate: bool = True,
     flip_weight: bool = True,
+    input_gain: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Modulated convolution of StyleGAN2 (weight demodulation), batch-shared weight form.
 
     Modulating the weight by ``s`` (``w'_oi = w_oi s_i``) equals scaling the input channels by ``s``;
     demodulation divides output channel ``o`` by ``sqrt(sum_i s_i^2 sum_k w_oik^2 + 1e-8)``.
 
-    Args:
-        x: ``[N, C_in, H, W]``;  weight: ``[C_out, C_in, k, k]``;  styles: ``[N, C_in]``.
-        noise: broadcastable to the output, added after demodulation.
-    Returns:
-        ``[N, C_out, H * up, W * up]``.
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``[N, C_in, H, W]``.
+    weight : torch.Tensor
+        ``[C_out, C_in, k, k]``.
+    styles : torch.Tensor
+        ``[N, C_in]``.
+    noise : torch.Tensor, optional
+        Broadcastable to the output, added after demodulation.
+    input_gain : torch.Tensor, optional
+        Scalar that multiplies the input and does not enter the demodulation (StyleGAN3 divides its
+        layers' inputs by their trained RMS magnitude this way).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[N, C_out, H * up + 2 * padding - k + 1, ...]`` (``[N, C_out, H * up, W * up]`` with
+        ``padding = k // 2``).
     """
     n, in_channels = styles.shape
     assert x.shape[:2] == (n, in_channels), f"x {tuple(x.shape)} does not match styles {tuple(styles.shape)}"
@@ -189,7 +242,8 @@ def modulated_conv2d(
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
     weight = weight.to(x.dtype)
     styles = styles.to(x.dtype)
-    x = x * styles[:, :, None, None]  # [N, C_in, H, W]
+    modulation = styles if input_gain is None else styles * input_gain.to(x.dtype)  # [N, C_in]
+    x = x * modulation[:, :, None, None]  # [N, C_in, H, W]
     x = conv2d_resample(x, weight, f=resample_filter, up=up, padding=padding, flip_weight=flip_weight)
     if demodulate:
         weight_energy = weight.square().sum(dim=[2, 3])  # [C_out, C_in]
@@ -198,6 +252,47 @@ def modulated_conv2d(
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x
+
+
+def filtered_lrelu(
+    x: torch.Tensor,
+    up_filter: torch.Tensor | None,
+    down_filter: torch.Tensor | None,
+    bias: torch.Tensor,
+    up: int,
+    down: int,
+    padding: Sequence[int],
+    activation: str = "lrelu",
+    clamp: float | None = None,
+) -> torch.Tensor:
+    """StyleGAN3's filtered non-linearity (Karras et al. 2021, sec. 3.2 and Appendix C).
+
+    Adds the bias, up-samples by ``up`` (zero insertion, ``padding``, ``up_filter``, gain ``up**2``),
+    applies the activation (leaky ReLU with gain sqrt(2), or ``"linear"``) and the clamp at the
+    higher rate, then low-pass filters with ``down_filter`` and keeps every ``down``-th sample.  The
+    bias is added before up-sampling, as in the reference, so that it is filtered like the signal
+    at the borders.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``[N, C, H, W]``.
+    up_filter, down_filter : torch.Tensor or None
+        1-D (separable) or 2-D (e.g. radially symmetric) FIR taps; None is the identity.
+    bias : torch.Tensor
+        ``[C]``.
+    padding : sequence of int
+        ``(left, right, top, bottom)`` applied after zero insertion.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[N, C, H', W']`` with ``H' = ceil((H * up + top + bottom - fu + 1 - fd + 1) / down)``.
+    """
+    x = bias_act(x, bias)
+    x = upfirdn2d(x, up_filter, up=up, padding=padding, gain=up * up)
+    x = bias_act(x, activation=activation, clamp=clamp)
+    return upfirdn2d(x, down_filter, down=down)
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
