@@ -232,6 +232,8 @@ class Domain:
         reference_edit: ``(region name, size) -> (RMS change inside, % of the change outside)`` of a
             ground-truth edit of the region's main attributes, or None: the default matched change,
             and what a perfect edit scores on the locality metric.
+        fingerprint: identifies the networks behind ``segment``, ``estimate_attributes`` and
+            ``features`` (part of every cell's key: cells measured with other networks are recomputed).
     """
 
     name: str
@@ -248,6 +250,7 @@ class Domain:
     real_images: Callable[[int, int, int], torch.Tensor] | None = None
     features: Callable[[], nn.Module] | None = None
     reference_edit: Callable[[str, int], tuple[float, float]] | None = None
+    fingerprint: str = ""
 
 
 def generic_domain() -> Domain:
@@ -289,6 +292,7 @@ def synthfaces_domain(device: str | torch.device | None = None) -> Domain:
         real_images=lambda n, seed, size: rendered_images(n, seed, size),
         features=lambda: SynthfacesFeatureExtractor(estimator),
         reference_edit=synthfaces_reference_edit,
+        fingerprint=hashlib.sha256(ESTIMATOR_PATH.read_bytes() + SEGMENTER_PATH.read_bytes()).hexdigest()[:16],
     )
 
 
@@ -784,7 +788,8 @@ class _Run:
         plan, config = self.plan, self.plan.config
         return json_ready({
             "generator": self.generator_name, "generator_fingerprint": self.fingerprint,
-            "resolution": self.G.img_resolution, "domain": self.domain.name, "quick": config.quick,
+            "resolution": self.G.img_resolution, "domain": self.domain.name,
+            "domain_fingerprint": self.domain.fingerprint, "quick": config.quick,
             "methods": [m.text for m in plan.methods], "method_labels": [m.label for m in plan.methods],
             "regions": [e.label for e in plan.regions],
             "region_kind": {e.label: "per image (segmented)" if e.per_image else "fixed" for e in plan.regions},
