@@ -149,6 +149,10 @@ def test_a_domain_with_an_estimator_orients_the_signs_and_reports_semantics(tmp_
     report = (config.out / "benchmark.md").read_text()
     assert "| method | mouth darker | mouth lighter |" in report and "Leakage" in report
     assert (config.out / "target_shift.png").is_file()
+    # cells measured with other perception networks (another fingerprint) are not reused
+    renewed = run_benchmark(dataclasses.replace(config, methods=("sefa",),
+                                                domain=dataclasses.replace(config.domain, fingerprint="new")))
+    assert (renewed.computed, renewed.reused) == (3, 0)
 
 
 def test_method_specs_parse_and_name_themselves():
@@ -259,6 +263,7 @@ def test_the_built_in_domain_is_consistent():
     images = domain.real_images(4, 0, 64)  # [4, 3, 64, 64]
     assert domain.estimate_attributes(images).shape == (4, len(domain.attribute_names))
     assert domain.features()(images).shape[0] == 4
+    assert len(domain.fingerprint) == 32  # the shipped networks' digests: cells are keyed to them
 
 
 def test_a_region_missing_from_every_discovery_image_fails_only_its_own_cells(tmp_path, generator):

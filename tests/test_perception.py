@@ -7,21 +7,27 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from otresefa.regions import Region
 from otresefa.synthfaces import ATTRIBUTE_NAMES, PART_NAMES, attribute_index, part_index, render, sample_attributes
 from otresefa.synthfaces import train_perception
 from otresefa.synthfaces.perception import (
     ESTIMATOR_PATH,
+    EYE_CROP_COLUMNS,
+    EYE_CROP_ROWS,
+    POSE_ATTRIBUTES,
     SEGMENTER_PATH,
     AttributeEstimator,
     PartSegmenter,
     SynthfacesFeatureExtractor,
     attribute_features,
     estimate_attributes,
+    eye_crops,
     load_estimator,
     load_network,
     load_segmenter,
+    save_network,
     segment,
 )
 from otresefa.synthfaces.regions import SYNTHFACE_REGIONS, synthface_region
@@ -39,14 +45,13 @@ TEST_SEED = 31_337
 """Renders for the accuracy tests: neither the training stream's hashed seeds nor HELD_OUT_SEED."""
 
 # The targets are R^2 >= 0.9 per attribute and mean IoU >= 0.8 on 2,000 held-out renders
-# (docs/synthfaces_perception.md); 256 renders estimate these with more sampling error, so the tests
-# ask for a little less to stay robust.
-MIN_R2 = 0.85
+# (docs/synthfaces_perception.md). The shipped estimator reads every attribute of these 256 renders
+# with R^2 >= 0.96 (clean) and >= 0.91 (blurred + noise), so the clean renders are held to the target
+# itself; the segmenter, closer to its target, is asked for a little less to stay robust to the
+# smaller sample.
+MIN_R2 = 0.9
+MIN_R2_DEGRADED = 0.85
 MIN_MEAN_IOU = 0.75
-KNOWN_SHORTFALLS = {"gaze_y": 0.0, "iris_color": 0.75, "eye_size": 0.8}
-"""Attributes the shipped estimator reads less well than the target (held-out R^2 0.04, 0.82 and 0.86 on
-2,000 renders; the iris moves by about a pixel at 64x64), with the floors that guard them against
-regressions until a better-trained estimator is shipped."""
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +88,12 @@ def test_shipped_networks_load_cached_in_eval_mode():
     assert load_estimator() is estimator
 
 
-def test_estimator_reads_every_attribute_of_held_out_renders(test_set):
-    r2 = attribute_r2(estimate_attributes(test_set.images), test_set.attrs)
-    floors = {name: KNOWN_SHORTFALLS.get(name, MIN_R2) for name in ATTRIBUTE_NAMES}
-    failing = {name: (round(value, 3), floors[name]) for name, value in zip(ATTRIBUTE_NAMES, r2.tolist())
-               if not value >= floors[name]}
-    assert not failing, f"R^2 below its floor (value, floor): {failing}"
+@pytest.mark.parametrize("condition, floor", [("clean", MIN_R2), ("blurred + noise", MIN_R2_DEGRADED)])
+def test_estimator_reads_every_attribute_of_held_out_renders(test_set, condition, floor):
+    images = test_set.images if condition == "clean" else train_perception.degrade(test_set.images)
+    r2 = attribute_r2(estimate_attributes(images), test_set.attrs)
+    failing = {name: round(value, 3) for name, value in zip(ATTRIBUTE_NAMES, r2.tolist()) if not value >= floor}
+    assert not failing, f"R^2 below {floor} ({condition}): {failing}"
 
 
 def test_estimates_are_in_unit_range_and_survive_resizing(test_set):
@@ -98,6 +103,21 @@ def test_estimates_are_in_unit_range_and_survive_resizing(test_set):
     assert estimates.min() >= 0 and estimates.max() <= 1
     enlarged = torch.nn.functional.interpolate(images, scale_factor=2, mode="nearest")  # area-resizes back exactly
     assert torch.allclose(estimate_attributes(enlarged), estimates, atol=1e-5)
+
+
+def test_eye_crops_follow_the_head_pose(test_set):
+    pose = test_set.attrs[:, [attribute_index(name) for name in POSE_ATTRIBUTES]]  # [N, 3]
+    eyes = (test_set.parts == part_index("eyes")).float()[:, None].expand(-1, 3, -1, -1) * 2 - 1  # [N, 3, 64, 64]
+    crops = eye_crops(eyes, pose)  # [N, 2, 3, rows, columns]
+    assert crops.shape == (len(eyes), 2, 3, EYE_CROP_ROWS, EYE_CROP_COLUMNS)
+    centre = crops[:, :, 0, EYE_CROP_ROWS // 2, EYE_CROP_COLUMNS // 2]  # [N, 2]
+    border = torch.cat([crops[:, :, 0, [0, -1], :].flatten(2), crops[:, :, 0, :, [0, -1]].flatten(2)], dim=2)
+    assert (centre > 0.9).all(), "both crops are centred on their eye, whatever the shift and roll"
+    assert (border < -0.9).all(), "and hold the whole eye"
+    # with a wrong pose the crops miss the eyes: the pose is what places them
+    shifted = pose.clone()
+    shifted[:, 0] = 1 - shifted[:, 0].round()
+    assert (eye_crops(eyes, shifted)[:, :, 0, EYE_CROP_ROWS // 2, EYE_CROP_COLUMNS // 2] < 0.9).any()
 
 
 def test_segmenter_labels_held_out_renders(test_set):
@@ -192,7 +212,8 @@ def test_unknown_region_and_bad_input_raise():
 
 # --- training ---------------------------------------------------------------------------------------
 
-TINY_ESTIMATOR = dict(batch=4, widths=(4, 4, 4, 4), feature_dim=8, eval_images=8, progress=False)
+TINY_ESTIMATOR = dict(batch=4, widths=(4, 4, 4, 4), feature_dim=8, eye_hidden=8, eye_features=4, eval_images=8,
+                      progress=False)
 TINY_SEGMENTER = dict(batch=4, widths=(4, 4), eval_images=8, progress=False)
 
 
@@ -233,6 +254,21 @@ def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
     for name, tensor in uninterrupted.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
     assert len((tmp_path / "b" / "log.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("change", ["old-kwargs", "missing-tensors"])
+def test_estimator_of_another_architecture_is_refused(tmp_path, change):
+    path = save_network(AttributeEstimator((4, 4, 4, 4), 8, 8, 4), tmp_path / "estimator.safetensors")
+    with safe_open(str(path), framework="pt") as handle:
+        header = handle.metadata()
+    tensors = load_file(str(path))
+    if change == "old-kwargs":  # the kwargs of the first shipped estimator, which had no eye branch
+        header["init_kwargs"] = json.dumps({"widths": [4, 4, 4, 4], "feature_dim": 8, "num_attributes": 27})
+    else:
+        tensors = {name: t for name, t in tensors.items() if not name.startswith("eye")}
+    save_file(tensors, str(path), metadata=header)
+    with pytest.raises(ValueError, match="another architecture"):
+        load_network(path)
 
 
 def test_resuming_with_another_configuration_is_refused(tmp_path):

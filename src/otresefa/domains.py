@@ -72,6 +72,9 @@ class Domain:
     reference_edit : callable or None
         ``(region name, size) -> (RMS change inside, % of the change outside)`` of a ground-truth
         edit of the region's main attributes.
+    fingerprint : str
+        Identifies the networks behind ``segment``, ``estimate_attributes`` and ``features`` (part of
+        every benchmark cell's key: cells measured with other networks are recomputed).
     """
 
     name: str
@@ -89,6 +92,7 @@ class Domain:
     real_images: Callable[[int, int, int], torch.Tensor] | None = None
     features: Callable[[], "nn.Module"] | None = None
     reference_edit: Callable[[str, int], tuple[float, float]] | None = None
+    fingerprint: str = ""
 
     def is_per_image(self, spec: Any) -> bool:
         """Whether ``spec`` names a part that is segmented on each image (not one fixed region)."""

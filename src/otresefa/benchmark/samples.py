@@ -158,7 +158,8 @@ class Inputs:
         plan, config = self.plan, self.plan.config
         return json_ready({
             "generator": self.generator_name, "generator_fingerprint": self.fingerprint,
-            "resolution": self.G.img_resolution, "domain": self.domain.name, "quick": config.quick,
+            "resolution": self.G.img_resolution, "domain": self.domain.name,
+            "domain_fingerprint": self.domain.fingerprint, "quick": config.quick,
             "methods": [m.text for m in plan.methods], "method_labels": [m.label for m in plan.methods],
             "regions": [e.label for e in plan.regions],
             "region_kind": {e.label: "per image (segmented)" if e.per_image else "fixed" for e in plan.regions},

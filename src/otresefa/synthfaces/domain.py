@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from otresefa.domains import SYNTHFACES, Domain
+from otresefa.io import file_fingerprint
 
 __all__ = ["MAIN_ATTRIBUTES", "REFERENCE_EDIT", "REFERENCE_FACES", "REFERENCE_SEED", "SIGN_NAMES",
            "reference_edit", "synthfaces_domain"]
@@ -84,4 +85,5 @@ def synthfaces_domain(device: str | torch.device | None = None) -> Domain:
         real_images=lambda n, seed, size: rendered_images(n, seed, size),
         features=lambda: SynthfacesFeatureExtractor(estimator),
         reference_edit=reference_edit,
+        fingerprint=file_fingerprint(ESTIMATOR_PATH) + file_fingerprint(SEGMENTER_PATH),
     )

@@ -318,13 +318,27 @@ class _Geometry:
     wrinkles: Tensor
 
 
+def head_pose(shift_x: Tensor, shift_y: Tensor, roll: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The attributes ``head_shift_x``, ``head_shift_y`` and ``head_roll`` (values in [0, 1], any
+    shape) -> the face frame's offset in x and y (image-frame units) and its roll angle (radians)."""
+    return (2 * shift_x - 1) * MAX_SHIFT_X, (2 * shift_y - 1) * MAX_SHIFT_Y, (2 * roll - 1) * MAX_ROLL
+
+
+def face_to_image(u: Tensor, v: Tensor, shift_x: Tensor, shift_y: Tensor, roll_cos: Tensor,
+                  roll_sin: Tensor) -> tuple[Tensor, Tensor]:
+    """Face-frame points ``(u, v)`` -> image-frame points ``(x, y)`` (all arguments broadcast): the roll
+    turns about ``(0, PIVOT_Y)``, then the shift moves the head."""
+    v = v - PIVOT_Y
+    return roll_cos * u - roll_sin * v + shift_x, roll_sin * u + roll_cos * v + PIVOT_Y + shift_y
+
+
 def _geometry(attrs: Tensor) -> _Geometry:
     """Map normalised attributes ``[n, A]`` to drawing parameters."""
 
     def column(name: str) -> Tensor:
         return attrs[:, attribute_index(name)].view(-1, 1, 1)  # [n, 1, 1]
 
-    roll = (2 * column("head_roll") - 1) * MAX_ROLL  # [n, 1, 1]
+    shift_x, shift_y, roll = head_pose(column("head_shift_x"), column("head_shift_y"), column("head_roll"))
     light = torch.cat(
         [
             2 * column("light_direction") - 1,
@@ -341,8 +355,8 @@ def _geometry(attrs: Tensor) -> _Geometry:
     lips = _palette(column("lip_color"), LIP_STOPS)
     skin = _palette(column("skin_tone"), SKIN_STOPS)
     return _Geometry(
-        shift_x=(2 * column("head_shift_x") - 1) * MAX_SHIFT_X,
-        shift_y=(2 * column("head_shift_y") - 1) * MAX_SHIFT_Y,
+        shift_x=shift_x,
+        shift_y=shift_y,
         roll_cos=torch.cos(roll),
         roll_sin=torch.sin(roll),
         light_x=light[:, 0:1],
@@ -415,9 +429,8 @@ class _Frame:
         """Pixels that the face-frame box ``[u_min, u_max] x [v_min, v_max]`` can reach in this batch."""
         g = self.g
         corner_u = torch.tensor([u_min, u_max, u_min, u_max]).view(4, 1, 1, 1)  # [4, 1, 1, 1]
-        corner_v = torch.tensor([v_min, v_min, v_max, v_max]).view(4, 1, 1, 1) - PIVOT_Y
-        x = g.roll_cos * corner_u - g.roll_sin * corner_v + g.shift_x  # [4, n, 1, 1]
-        y = g.roll_sin * corner_u + g.roll_cos * corner_v + PIVOT_Y + g.shift_y  # [4, n, 1, 1]
+        corner_v = torch.tensor([v_min, v_min, v_max, v_max]).view(4, 1, 1, 1)
+        x, y = face_to_image(corner_u, corner_v, g.shift_x, g.shift_y, g.roll_cos, g.roll_sin)  # [4, n, 1, 1]
         return _Window(rows=self._span(y.min(), y.max()), cols=self._span(x.min(), x.max()))
 
     def body_window(self, u_min: float, u_max: float, v_min: float, v_max: float) -> _Window:

@@ -83,6 +83,8 @@ class PerceptionTrainingConfig:
     warmup_steps: int
     widths: tuple[int, ...]
     feature_dim: int = 0  # estimator only
+    eye_hidden: int = 0  # estimator only
+    eye_features: int = 0  # estimator only
     class_balance: float = 0.0  # segmenter only: class weights ~ frequency^-class_balance
     augmentation: Augmentation = Augmentation()
     eval_every: int = 250
@@ -138,6 +140,14 @@ def augment(images: Tensor, settings: Augmentation, generator: torch.Generator) 
     recoloured = (images - mean) * gain + mean + offset
     images = colour_mask * recoloured + (1 - colour_mask) * images
     return images + noise_mask * noise_std * noise
+
+
+def degrade(images: Tensor, blur_sigma: float = 0.8, noise_std: float = 0.02, seed: int = 0) -> Tensor:
+    """The "blurred + noise" evaluation condition: every image blurred with ``blur_sigma`` px, then
+    Gaussian pixel noise of ``noise_std`` (images in [-1, 1]) drawn from ``seed``; a stand-in for a
+    GAN's softer samples (``docs/synthfaces_perception.md``)."""
+    blurred = gaussian_blur(images, torch.full((images.shape[0],), float(blur_sigma)))
+    return blurred + noise_std * torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
 
 
 @dataclass(frozen=True)
@@ -254,7 +264,7 @@ def estimator_task(config: PerceptionTrainingConfig) -> Task:
                 "r2": dict(zip(ATTRIBUTE_NAMES, r2.tolist()))}
 
     torch.manual_seed(config.seed)
-    model = AttributeEstimator(config.widths, config.feature_dim)
+    model = AttributeEstimator(config.widths, config.feature_dim, config.eye_hidden, config.eye_features)
     return Task(model, loss, evaluate, ESTIMATOR_NAME)
 
 
@@ -410,16 +420,17 @@ def _summary(evaluation: dict) -> str:
     return f"step {evaluation['step']}: {scores}"
 
 
-def train_estimator(out: str | Path, steps: int = 3000, batch: int = 64, seed: int = 0, lr: float = 2e-3,
-                    widths: tuple[int, ...] = (48, 96, 128, 160), feature_dim: int = 192,
-                    augmentation: Augmentation = Augmentation(), eval_every: int = 250, eval_images: int = 2000,
+def train_estimator(out: str | Path, steps: int = 4000, batch: int = 64, seed: int = 0, lr: float = 2e-3,
+                    widths: tuple[int, ...] = (48, 96, 128, 160), feature_dim: int = 192, eye_hidden: int = 128,
+                    eye_features: int = 64, augmentation: Augmentation = Augmentation(), eval_every: int = 250,
+                    eval_images: int = 2000,
                     warmup_steps: int = 64, threads: int = 1, resume: bool = True, progress: bool = True,
                     command: str | None = None, stop_after: int | None = None) -> Path:
     """Train the attribute estimator on streamed renders into ``out``; returns the exported weights' path."""
     config = PerceptionTrainingConfig(
         network="estimator", steps=steps, batch=batch, seed=seed, lr=lr, warmup_steps=warmup_steps,
-        widths=tuple(widths), feature_dim=feature_dim, augmentation=augmentation, eval_every=eval_every,
-        eval_images=eval_images, threads=threads,
+        widths=tuple(widths), feature_dim=feature_dim, eye_hidden=eye_hidden, eye_features=eye_features,
+        augmentation=augmentation, eval_every=eval_every, eval_images=eval_images, threads=threads,
     )
     return run_training(config, out, resume, progress, command, stop_after)
 
