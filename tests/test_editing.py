@@ -103,3 +103,30 @@ def test_numpy_latents_directions_and_strengths(tiny_generator, dtype):
     assert torch.equal(edit(G, ws.numpy().astype(dtype), n.numpy(), alphas=[1.0]), edit(G, ws, n, alphas=[1.0]))
     assert torch.allclose(edit(G, z.numpy().astype(dtype), n.numpy(), alphas=[1.0], space="z"),
                           edit(G, z, n, alphas=[1.0], space="z"), atol=1e-6)
+
+
+def test_edits_compose_scale_and_keep_the_original_at_zero(tiny_generator):
+    from otresefa.editing import (REGION_UNIT_RMS, ComposedEdit, LinearEdit, ScaledEdit, alpha_per_unit, compose,
+                                  edited_ws, region_units)
+    from otresefa.metrics.locality import rms_change_inside
+    from otresefa.regions import box_region
+
+    G = tiny_generator
+    w = w_from_seed(G, 3)
+    a, b = LinearEdit(unit(G.w_dim, 1)), LinearEdit(unit(G.w_dim, 2))
+    both = compose([a, b])
+    assert isinstance(both, LinearEdit) and len(both) == 2
+    torch.testing.assert_close(edited_ws(G, w, both, [[1.5, -2.0]]),
+                               edited_ws(G, w, a.vectors * 1.5 - b.vectors * 2.0, [1.0]))
+    region = box_region([8, 8, 8, 8], 16, reference_size=16)
+    scaled = region_units(G, w, both, region)
+    assert isinstance(scaled, ScaledEdit) and scaled.in_region_units
+    torch.testing.assert_close(scaled.scale, alpha_per_unit(G, w, both, region))
+    mixed = compose([scaled.select(0), b])  # region units and raw side by side
+    assert isinstance(mixed, ComposedEdit) and not mixed.in_region_units
+    original = edit(G, w, mixed, [[0.0, 0.0]])[0]
+    assert torch.equal(original, edit(G, w, a, [0.0])[0])  # zero strengths: the original, exactly
+    step = edit(G, w, scaled.select(0), [0.25])[0]
+    assert float(rms_change_inside(original, step, region)) == pytest.approx(0.25 * REGION_UNIT_RMS, rel=0.1)
+    with pytest.raises(ValueError, match="do not change the region"):
+        alpha_per_unit(G, w, LinearEdit(torch.zeros(1, G.w_dim) + 1e-30), region)

@@ -209,3 +209,24 @@ def test_edits_need_directions(checkpoint):
         cb.export_gif(session, 1.0, None, "unused")
     sample, _ = cb.render_edit(session, [], None)
     assert sample.size == (cb.DISPLAY_SIZE, cb.DISPLAY_SIZE)
+
+
+def test_sliders_are_in_region_units_by_default_and_raw_on_request(discovered):
+    from otresefa.editing import REGION_UNIT_RMS
+    from otresefa.metrics.locality import rms_change_inside
+
+    session = cb.set_units(discovered, "region")
+    assert session.shown.in_region_units
+    for i in range(len(session.shown)):
+        strengths = [0.0] * len(session.shown)
+        strengths[i] = 0.5  # small: region units are first order
+        changed = cb.edited_image(session, strengths, None)
+        assert float(rms_change_inside(session.original, changed, session.region)) == \
+            pytest.approx(0.5 * REGION_UNIT_RMS, rel=0.15)
+    raw = cb.set_units(session, "alpha")
+    assert not raw.shown.in_region_units
+    torch.testing.assert_close(cb.edited_image(raw, [1.0, 0.0], None),
+                               cb.edit(raw.G, raw.w, raw.directions.vectors[0], [1.0])[0])
+    with pytest.raises(ValueError, match="strength units"):
+        cb.set_units(raw, "furlongs")
+    cb.set_units(raw, "region")

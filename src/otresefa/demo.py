@@ -17,6 +17,7 @@ import torch
 
 from otresefa.checkpoints import load_generator
 from otresefa.discovery import discover
+from otresefa.editing import region_units
 from otresefa.domains import region_for
 from otresefa.jacobian import jacobian
 from otresefa.latents import w_from_seed
@@ -92,7 +93,7 @@ def run_demo(
     ot_options = {"max_iter": 20} if quick else {}
     run_params = {"checkpoint": G.checkpoint_id, "seed": seed, "seed_choice": seed_choice,
                   "truncation_psi": truncation_psi,
-                  "regions": list(DEMO_REGIONS), "methods": DEMO_METHODS, "alphas": list(DEMO_ALPHAS),
+                  "regions": list(DEMO_REGIONS), "methods": DEMO_METHODS, "alphas": list(DEMO_ALPHAS), "units": "region",
                   "quick": quick}
     notes: list[str] = []
     replace = overwrite or (out.exists() and _is_earlier_demo(out))
@@ -112,10 +113,13 @@ def run_demo(
                 rows[label], files[label] = found[0], method
             notes += add_comparison(folder, G, w, region, rows, files, DEMO_ALPHAS, None,
                                     title=f"seed {seed}, {region_name}", prefix=f"{region_name}/", progress=progress)
-            frames = sweep_frames(G, w, rows["OT-ReSeFa"], max(DEMO_ALPHAS), 9 if quick else 25)
+            swept = region_units(G, w, rows["OT-ReSeFa"], region)
+            frames = sweep_frames(G, w, swept, max(DEMO_ALPHAS), 9 if quick else 25)
             save_gif(frames, folder.path_for(f"{region_name}/ot-resefa_sweep.gif"))
-            folder.add(f"{region_name}/ot-resefa_sweep.gif", f"OT-ReSeFa {region_name} edit, alpha -3 to 3",
-                       {"max_alpha": max(DEMO_ALPHAS)}, region_name)
+            folder.add(f"{region_name}/ot-resefa_sweep.gif",
+                       f"OT-ReSeFa {region_name} edit, -{max(DEMO_ALPHAS):g} to +{max(DEMO_ALPHAS):g} region units",
+                       {"max_alpha": max(DEMO_ALPHAS), "units": "region",
+                        "alpha_per_unit": float(swept.scale[0])}, region_name)
         notes.append(f"finished in {time.perf_counter() - started:.1f} s")
         folder.run_params["notes"] = notes
     if progress:

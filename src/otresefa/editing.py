@@ -188,6 +188,13 @@ def strength_caption(strength: float, edit: Edit | None = None) -> str:
     return f"{strength:+g} u" if edit is not None and edit.in_region_units else f"alpha {strength:+g}"
 
 
+def negated(edit: Edit) -> Edit:
+    """``edit`` with every strength's sign flipped ("+" becomes "-")."""
+    if isinstance(edit, LinearEdit):
+        return edit.negated()
+    return ScaledEdit(edit, -torch.ones(len(edit)))
+
+
 def direction_matrix(directions: Any, dim: int) -> torch.Tensor:
     """Directions (a :class:`LinearEdit`, ``[dim]`` or ``[k, dim]`` values) as ``[k, dim]``."""
     vectors = getattr(directions, "vectors", directions)

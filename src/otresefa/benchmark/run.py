@@ -27,7 +27,7 @@ from otresefa.benchmark.samples import Inputs, Samples, render
 from otresefa.benchmark.stats import option_winners, summarise
 from otresefa.discovery import discover
 from otresefa.directions import Directions
-from otresefa.editing import edited_ws
+from otresefa.editing import Edit, LinearEdit, edited_ws, negated
 from otresefa.io import file_fingerprint, write_json
 from otresefa.metrics.fid import fid_from_features, image_features, kid_from_features
 from otresefa.metrics.locality import change_outside_fraction, matched_strength, rms_change_inside
@@ -78,8 +78,8 @@ class BenchmarkResults:
     notes: list[str] = field(default_factory=list)
 
 
-def _edit(inputs: Inputs, ws: torch.Tensor, direction: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Images ``[N, 3, S, S]`` of ``ws [N, num_ws, w_dim]`` moved by ``alpha * direction``."""
+def _edit(inputs: Inputs, ws: torch.Tensor, direction: Edit, alpha: float) -> torch.Tensor:
+    """Images ``[N, 3, S, S]`` of ``ws [N, num_ws, w_dim]`` moved along the one-direction edit by ``alpha``."""
     moved = edited_ws(inputs.G, ws, direction, [alpha], layers=inputs.layers)[:, 0]  # [N, num_ws, w_dim]
     return render(inputs.G, moved, inputs.size, inputs.plan.config.batch_size)
 
@@ -90,7 +90,7 @@ class DirectionChooser:
     def __init__(self, inputs: Inputs):
         self.inputs = inputs
         self._chosen: dict[tuple, dict] = {}  # (label, region, replicate seed) -> chosen direction
-        self._candidates: dict[tuple, tuple[torch.Tensor, list[float]]] = {}  # (label, region, method seed)
+        self._candidates: dict[tuple, tuple[Edit, list[float]]] = {}  # (label, region, method seed)
 
     def direction(self, spec: MethodSpec, entry: RegionEntry, seed: int) -> dict:
         """The chosen, oriented direction of ``spec`` for ``entry`` and its matched strengths per sign.
@@ -110,9 +110,9 @@ class DirectionChooser:
             self._chosen[key] = found
         return self._chosen[key]
 
-    def candidates(self, spec: MethodSpec, entry: RegionEntry, method_seed: int) -> tuple[torch.Tensor, list[float]]:
-        """The method's top candidates ``[k, w_dim]`` and their first-order region ratios
-        ``n^T A_F n / n^T A_B n`` (eqs. 4-6)."""
+    def candidates(self, spec: MethodSpec, entry: RegionEntry, method_seed: int) -> tuple[Edit, list[float]]:
+        """The method's top candidates (an edit of ``k`` directions) and their first-order region ratios
+        ``n^T A_F n / n^T A_B n`` (eqs. 4-6; NaN for a learned, non-linear edit, whose top one is taken)."""
         key = (spec.label, entry.label, method_seed)
         if key not in self._candidates:
             inputs, config = self.inputs, self.inputs.plan.config
@@ -120,16 +120,20 @@ class DirectionChooser:
             count = config.num_candidates if "jacobians" in spec.info.needs else config.global_candidates
             found = discover(grams, method=spec.method, num_directions=min(count, inputs.G.w_dim), seed=method_seed,
                              generator=inputs.G, **spec.options)
-            vectors = found.vectors.double()  # [k, w_dim]
-            ratios = ((vectors @ grams.gram_fg) * vectors).sum(1) / ((vectors @ grams.gram_bg) * vectors).sum(1)
-            self._candidates[key] = (found.vectors, ratios.tolist())
+            if isinstance(found, LinearEdit):
+                vectors = found.vectors.double()  # [k, w_dim]
+                ratios = ((vectors @ grams.gram_fg) * vectors).sum(1) / ((vectors @ grams.gram_bg) * vectors).sum(1)
+                ratios = ratios.tolist()
+            else:
+                ratios = [1.0] + [float("nan")] * (len(found) - 1)
+            self._candidates[key] = (found, ratios)
         return self._candidates[key]
 
     def _choose(self, spec: MethodSpec, entry: RegionEntry, method_seed: int, seed: int) -> dict:
         inputs = self.inputs
-        vectors, ratios = self.candidates(spec, entry, method_seed)
+        candidates, ratios = self.candidates(spec, entry, method_seed)
         best = int(np.nanargmax(ratios))
-        vector = vectors[best].clone()  # [w_dim]
+        vector = candidates.select(best)  # one direction
         calibration = inputs.samples("calibration", seed)
         strengths, target_shifts = {}, {}
         targets = target_columns(inputs, entry)
@@ -144,7 +148,7 @@ class DirectionChooser:
                 target_shifts[sign] = float(shift[:, targets].mean())
         flipped = bool(targets) and target_shifts[1] < target_shifts[-1]
         if flipped:
-            vector = -vector
+            vector = negated(vector)
             strengths = {1: strengths[-1], -1: strengths[1]}
             target_shifts = {1: target_shifts[-1], -1: target_shifts[1]}
         return {"vector": vector, "strengths": strengths, "flipped": flipped, "candidate": best,
@@ -182,7 +186,12 @@ class DirectionChooser:
                     "truncation_psi": inputs.plan.config.truncation_psi, "space": "w",
                     "layers": inputs.layers or "all"}
         stem = inputs.plan.out / "directions" / f"{spec.file_stem}__{safe_name(entry.label)}__s{seed}"
-        Directions(found["vector"][None], torch.tensor([found["region_ratio"]]), metadata).save(stem, overwrite=True)
+        chosen = found["vector"]
+        if isinstance(chosen, LinearEdit):
+            chosen = Directions(chosen.vectors, torch.tensor([found["region_ratio"]]), metadata)
+        else:
+            chosen.metadata.update(metadata)
+        chosen.save(stem, overwrite=True)
 
 
 def target_names(inputs: Inputs, entry: RegionEntry) -> list[str]:

@@ -22,7 +22,8 @@ from otresefa.methods import DEFAULT_METHOD, Option, available_methods, method_i
 from otresefa.ui import callbacks as cb
 
 MAX_DIRECTIONS = 8  # one strength slider each; sliders are created up front and shown as needed
-ALPHA_RANGE = 6.0
+ALPHA_RANGE = 6.0  # slider range; in region units +6 changes the region by an RMS of 0.3 per channel
+UNIT_CHOICES = {"region units (+1 = the same region change for every method)": "region", "raw alpha": "alpha"}
 DEFAULT_NUM_DIRECTIONS = 3
 MAIN_OPTION_COUNT = 4
 """A method's first options are shown; the others sit in its "more options" accordion."""
@@ -139,6 +140,8 @@ def build_app(checkpoint: str = "synthfaces", device: str | None = None) -> gr.B
                                       interactive=False, visible=False, buttons=["download", "fullscreen"],
                                       elem_id="heat-image")
                 gr.Markdown("### 4. Edit")
+                units_box = gr.Radio(list(UNIT_CHOICES), value=next(iter(UNIT_CHOICES)), label="strength units",
+                                     elem_id="units")
                 alpha_sliders = [
                     gr.Slider(-ALPHA_RANGE, ALPHA_RANGE, value=0.0, step=0.1, label=f"direction {i} strength",
                               visible=False, elem_id=f"alpha-{i}")
@@ -187,11 +190,11 @@ def build_app(checkpoint: str = "synthfaces", device: str | None = None) -> gr.B
                 0, cb.sample_view(loaded), *views(loaded, [], None, False), overview(loaded, None),
                 gr.update(maximum=last, value=0), gr.update(maximum=last, value=last),
                 gr.update(maximum=min(MAX_DIRECTIONS, loaded.G.w_dim)),
-                *[gr.update(visible=False, value=0.0) for _ in alpha_sliders],
+                *[gr.update(visible=False, value=0.0) for _ in alpha_sliders], next(iter(UNIT_CHOICES)),
             )
 
         load_outputs = [session, status, region_box, seed_box, sample_image, *edit_views, overview_image,
-                        first_layer, last_layer, num_directions, *alpha_sliders]
+                        first_layer, last_layer, num_directions, *alpha_sliders, units_box]
         load_button.click(load_model, checkpoint_box, load_outputs)
         checkpoint_box.submit(load_model, checkpoint_box, load_outputs)
         demo.load(load_model, checkpoint_box, load_outputs)
@@ -246,6 +249,7 @@ def build_app(checkpoint: str = "synthfaces", device: str | None = None) -> gr.B
             options = {name: value for (owner, name, _), value in zip(option_fields, option_values) if owner == method}
             cb.discover_directions(session_value, method, int(count), options, cb.as_seed(seed_of_method),
                                    progress=lambda fraction, text: progress(fraction, desc=text))
+            warn_about_region(session_value)
             layers = cb.edit_layers(first, last, session_value.G.num_ws)
             found = len(session_value.directions)
             return (session_value, cb.session_summary(session_value), overview(session_value, layers),
@@ -277,6 +281,17 @@ def build_app(checkpoint: str = "synthfaces", device: str | None = None) -> gr.B
 
         for layer_slider in (first_layer, last_layer):
             layer_slider.release(change_layers, edit_inputs, [*edit_views, overview_image])
+
+        @shows_user_errors
+        def change_units(session_value, choice, heat, first, last, *alphas):
+            session_value = cb.set_units(require_session(session_value), UNIT_CHOICES[choice])
+            warn_about_region(session_value)
+            _, heat, layers, alphas = edit_settings(session_value, heat, first, last, *alphas)
+            return (session_value, cb.session_summary(session_value), *views(session_value, alphas, layers, heat),
+                    overview(session_value, layers))
+
+        units_box.input(change_units, [session, units_box, heat_map, first_layer, last_layer, *alpha_sliders],
+                        [session, status, *edit_views, overview_image])
 
         reset_button.click(lambda: [0.0] * MAX_DIRECTIONS, None, alpha_sliders).then(
             rerender, edit_inputs, edit_views, show_progress="hidden")

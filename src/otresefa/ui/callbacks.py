@@ -23,9 +23,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from otresefa.checkpoints import BUILTIN_MODELS, load_generator
-from otresefa.directions import Directions
 from otresefa.discovery import discover
-from otresefa.editing import edit, render_ws
+from otresefa.editing import STRENGTH_UNITS, Edit, edit, in_units, render_ws
 from otresefa.jacobian import jacobian
 from otresefa.latents import ws_from_seed
 from otresefa.methods import method_info
@@ -64,7 +63,9 @@ class EditSession:
     corners: tuple[tuple[int, int], ...] = ()  # clicked box corners, (row, col) in image pixels
     region: Region | None = None  # at the image's resolution
     region_problem: str | None = None  # why there is no usable region, shown to the user
-    directions: Directions | None = None
+    directions: Edit | None = None  # what Discover found (Directions for every method but SDFlow)
+    units: str = "region"  # the sliders' strengths: region units or raw alpha
+    shown: Edit | None = None  # the directions driven in ``units`` on this sample (see update_units)
 
     @property
     def resolution(self) -> int:
@@ -187,7 +188,7 @@ def update_region(session: EditSession) -> EditSession:
         session.region = current_region(session)
     except ValueError as error:
         session.region_problem = str(error)
-    return session
+    return update_units(session)
 
 
 def current_region(session: EditSession) -> Region:
@@ -202,6 +203,29 @@ def current_region(session: EditSession) -> Region:
     if choice not in region_choices(session):
         raise ValueError(f"unknown region {choice!r}; choose one of {', '.join(region_choices(session))}")
     return session.domain.region(choice, session.original, size)
+
+
+def set_units(session: EditSession, units: str) -> EditSession:
+    """Read the sliders in ``units``: ``"region"`` (+1 changes the region alike for every direction) or
+    ``"alpha"`` (raw strengths)."""
+    if units not in STRENGTH_UNITS:
+        raise ValueError(f"strength units are one of {', '.join(STRENGTH_UNITS)}, got {units!r}")
+    session.units = units
+    return update_units(session)
+
+
+def update_units(session: EditSession) -> EditSession:
+    """Measure the directions' region units on the current sample and region (raw strengths when
+    there is no region; the status line says so)."""
+    session.shown = None
+    if session.directions is not None:
+        units = session.units if session.region is not None else "alpha"
+        try:
+            session.shown = in_units(session.G, session.w, session.directions, units, session.region)
+        except ValueError as error:  # e.g. a direction that leaves this region unchanged
+            session.region_problem = f"{error}; the sliders are in raw alpha"
+            session.shown = in_units(session.G, session.w, session.directions, "alpha", None)
+    return session
 
 
 def require_region(session: EditSession) -> Region:
@@ -235,14 +259,17 @@ def discover_directions(session: EditSession, method: str, num_directions: int, 
                   "checkpoint_source": session.checkpoint},
         **options,
     )
+    report(0.95, "measuring the region units")
+    update_units(session)
     report(1.0, "done")
     return session
 
 
-def require_directions(session: EditSession) -> Directions:
-    if session.directions is None:
+def require_directions(session: EditSession) -> Edit:
+    """The discovered directions as the sliders drive them (in the session's units)."""
+    if session.shown is None:
         raise ValueError("no directions yet: choose a region and press Discover")
-    return session.directions
+    return session.shown
 
 
 # --- pictures -------------------------------------------------------------------------------------
@@ -274,12 +301,13 @@ def sample_view(session: EditSession) -> Image.Image:
 
 
 def edited_image(session: EditSession, alphas: Sequence[float], layers: list[int] | None) -> torch.Tensor:
-    """The sample moved by ``sum_i alphas[i] * n_i`` over the discovered directions (eq. 28): ``[C, R, R]``."""
+    """The sample moved along all discovered directions at once (eq. 28), strengths in the
+    session's units: ``[C, R, R]``."""
     directions = require_directions(session)
     strengths = [float(a) for a in alphas[:len(directions)]]
     if len(strengths) < len(directions):
         raise ValueError(f"{len(directions)} directions need {len(directions)} strengths, got {len(strengths)}")
-    return edit(session.G, session.w, directions.vectors, [strengths], layers=layers)[0]
+    return edit(session.G, session.w, directions, [strengths], layers=layers)[0]
 
 
 def render_edit(session: EditSession, alphas: Sequence[float], layers: list[int] | None,
@@ -299,9 +327,12 @@ def directions_overview(session: EditSession, layers: list[int] | None = None) -
     """One labelled row per discovered direction (strengths :data:`STRIP_ALPHAS`, the original
     framed, the region outlined on it), rendered in one batch."""
     directions = require_directions(session)
-    rows = {f"direction {i} (score {float(directions.scores[i]):.3g})": directions[i] for i in range(len(directions))}
+    scores = getattr(session.directions, "scores", None)
+    rows = {f"direction {i}" + (f" (score {float(scores[i]):.3g})" if scores is not None else ""): directions.select(i)
+            for i in range(len(directions))}
     region = f" for {session.region.name}" if session.region is not None else ""
-    title = f"{directions.metadata.get('method', '')} directions{region}: the original framed in red"
+    method = session.directions.metadata.get("method", "")
+    title = f"{method} directions{region}: the original framed in red"
     return comparison_grid(session.G, session.w, rows, STRIP_ALPHAS, region=session.region, layers=layers,
                            display_size=STRIP_DISPLAY_SIZE, title=title)
 
@@ -321,8 +352,9 @@ def session_summary(session: EditSession | None) -> str:
         parts.append(f"**Region** none: {session.region_problem}")
     if session.directions is not None:
         meta = session.directions.metadata
+        units = "region units" if session.shown is not None and session.shown.in_region_units else "raw alpha"
         parts.append(f"**Directions** {len(session.directions)} from {meta.get('method')} "
-                     f"(found for seed {meta.get('seeds', ['?'])[0]})")
+                     f"(found for seed {meta.get('seeds', ['?'])[0]}; strengths in {units})")
     return " · ".join(parts)
 
 
@@ -344,13 +376,14 @@ def export_gif(session: EditSession, alpha: float, layers: list[int] | None, roo
     """A looping GIF sweep of the first direction from ``-|alpha|`` to ``+|alpha|`` (3 when 0)."""
     directions = require_directions(session)
     max_alpha = abs(float(alpha)) or DEFAULT_SWEEP_ALPHA
-    frames = sweep_frames(session.G, session.w, directions[0], max_alpha, SWEEP_FRAMES, layers=layers,
+    frames = sweep_frames(session.G, session.w, directions.select(0), max_alpha, SWEEP_FRAMES, layers=layers,
                           display_size=DISPLAY_SIZE)
     return save_gif(frames, export_folder(root) / f"otresefa_seed{session.seed}_direction0_sweep.gif")
 
 
 def export_directions(session: EditSession, root: str | Path) -> tuple[Path, Path]:
-    """The directions as ``.npy`` plus their ``.json`` provenance sidecar (``Directions.save``)."""
-    directions = require_directions(session)
+    """The directions as their own files (``Directions.save``: ``.npy`` plus a ``.json`` provenance sidecar)."""
+    require_directions(session)
+    directions = session.directions
     name = f"otresefa_{directions.metadata.get('method', 'directions')}_seed{session.seed}"
     return directions.save(export_folder(root) / name)
