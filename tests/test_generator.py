@@ -91,3 +91,14 @@ def test_affine_layers_enumerate_conv_styles(tiny_generator):
     assert [e[0] for e in tiny_generator.synthesis.affine_layers(layers=[1, 3])] == [1, 3]
     with pytest.raises(ValueError, match="out of range"):
         tiny_generator.synthesis.affine_layers(layers=[6])
+
+
+def test_saved_weights_files_get_the_umask_permissions_not_private_ones(tmp_path):
+    import os
+
+    from conftest import make_tiny_generator
+    from otresefa.io import file_mode
+
+    path = make_tiny_generator().save(tmp_path / "g.safetensors")
+    assert os.stat(path).st_mode & 0o777 == file_mode()
+    assert [p.name for p in tmp_path.iterdir()] == ["g.safetensors"]  # no temporary file left

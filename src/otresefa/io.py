@@ -31,7 +31,7 @@ from safetensors.torch import safe_open, save_file
 
 __all__ = [
     "FINGERPRINT_LENGTH", "append_jsonl", "atomic_path", "batch_seed", "dataclass_from_dict", "file_fingerprint",
-    "file_mode", "json_ready", "read_safetensors_header", "save_torch", "settings_fingerprint",
+    "file_mode", "json_ready", "read_safetensors_header", "save_module", "save_torch", "settings_fingerprint",
     "tensors_fingerprint", "truncate_jsonl", "write_json", "write_safetensors", "write_text",
 ]
 
@@ -184,6 +184,16 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tenso
     with atomic_path(path) as temporary:
         save_file(plain, str(temporary), metadata=metadata)
     return path
+
+
+def save_module(module: torch.nn.Module, path: str | os.PathLike, format_name: str, format_version: int,
+                metadata: Mapping[str, Any] | None = None, extra_header: Mapping[str, str] | None = None) -> Path:
+    """Write a module that has ``init_kwargs`` as one safetensors file, atomically: its state dict,
+    and in the header ``format``, ``format_version``, ``init_kwargs`` and ``metadata`` (JSON), plus
+    ``extra_header``.  One file is the whole network: it is rebuilt from ``init_kwargs``."""
+    header = {"format": format_name, "format_version": str(format_version), "init_kwargs": module.init_kwargs,
+              "metadata": dict(metadata or {}), **(extra_header or {})}
+    return write_safetensors(path, module.state_dict(), header)
 
 
 def read_safetensors_header(path: str | os.PathLike) -> dict[str, str]:

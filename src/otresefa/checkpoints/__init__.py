@@ -26,7 +26,7 @@ import torch
 from otresefa.checkpoints.common import read_torch_file
 from otresefa.checkpoints.errors import CheckpointError, UnsafeCheckpointError, UnsupportedCheckpointError
 from otresefa.checkpoints.hammer import generator_from_hammer, hammer_models
-from otresefa.checkpoints.native import load_native, save_generator
+from otresefa.checkpoints.native import load_native
 from otresefa.checkpoints.nvidia import generator_from_pickle, read_network_pickle
 from otresefa.checkpoints.rosinality import generator_from_rosinality, is_rosinality
 from otresefa.checkpoints.tensorflow import generator_from_tensorflow, tensorflow_networks
@@ -42,7 +42,6 @@ __all__ = [
     "UnsupportedCheckpointError",
     "detect_format",
     "load_generator",
-    "save_generator",
 ]
 
 

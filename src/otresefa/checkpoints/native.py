@@ -10,61 +10,30 @@ strings, so one file is the whole model.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file
 
 from otresefa.checkpoints.errors import CheckpointError
+from otresefa.io import read_safetensors_header
 from otresefa.models import GENERATOR_CLASSES, GeneratorBase
+from otresefa.models.base import GENERATOR_FORMAT as FORMAT
+from otresefa.models.base import GENERATOR_FORMAT_VERSION as FORMAT_VERSION
 
-FORMAT = "otresefa-generator"
-FORMAT_VERSION = 1
 FORMAT_NAME = "otresefa-safetensors"  # what G.checkpoint_format says of these files
-
-
-def save_generator(G: GeneratorBase, path: str | Path, metadata: dict | None = None, overwrite: bool = False) -> Path:
-    """Write ``G`` to ``path`` (``.safetensors``), atomically; refuse to replace a file unless ``overwrite``."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    return save_module(G, path, FORMAT, FORMAT_VERSION, metadata, extra_header={"generator": G.family})
-
-
-def save_module(module: torch.nn.Module, path: str | Path, format_name: str, format_version: int,
-                metadata: dict | None = None, extra_header: dict[str, str] | None = None) -> Path:
-    """Write a module that has ``init_kwargs`` to ``path`` atomically: its state dict as safetensors,
-    ``format``, ``format_version``, ``init_kwargs`` and ``metadata`` as JSON strings in the header
-    (plus the strings of ``extra_header``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = {
-        "format": format_name,
-        "format_version": str(format_version),
-        "init_kwargs": json.dumps(module.init_kwargs),
-        "metadata": json.dumps(metadata or {}),
-        **(extra_header or {}),
-    }
-    tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    os.replace(tmp, path)
-    return path
 
 
 def read_header(path: str | Path) -> dict:
     """The ``__metadata__`` of a safetensors file, or a CheckpointError naming the file."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({error})") from None
+        return read_safetensors_header(path)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
 
 
 def load_native(path: str | Path, device: str | torch.device | None = None) -> GeneratorBase:
-    """Read a generator written by :func:`save_generator` (StyleGAN2 or StyleGAN3)."""
+    """Read a generator written by :meth:`GeneratorBase.save` (StyleGAN2 or StyleGAN3)."""
     header = read_header(path)
     if header.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not an otresefa generator (no '{FORMAT}' header)")

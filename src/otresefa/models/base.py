@@ -20,6 +20,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from otresefa.io import save_module
+
+GENERATOR_FORMAT = "otresefa-generator"
+"""The ``format`` of the project's generator files (their header also names the family)."""
+GENERATOR_FORMAT_VERSION = 1
+
 
 class GeneratorBase(nn.Module):
     """Base class of the StyleGAN2 and StyleGAN3 generators (subclasses set ``family``, build
@@ -75,7 +81,16 @@ class GeneratorBase(nn.Module):
         }
 
     def save(self, path: str | Path, metadata: dict | None = None, overwrite: bool = False) -> Path:
-        """Write the project's format: one safetensors file with the config in its header."""
-        from otresefa.checkpoints.native import save_generator
+        """Write the project's format (:mod:`otresefa.checkpoints.native`): one safetensors file with
+        the family, the constructor kwargs and ``metadata`` in its header, atomically.
 
-        return save_generator(self, path, metadata=metadata, overwrite=overwrite)
+        Raises
+        ------
+        FileExistsError
+            When ``path`` exists and not ``overwrite``.
+        """
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+        return save_module(self, path, GENERATOR_FORMAT, GENERATOR_FORMAT_VERSION, metadata,
+                           extra_header={"generator": self.family})

@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from otresefa.checkpoints.native import save_module
+from otresefa.io import read_safetensors_header, save_module
 
 from .attributes import ATTRIBUTES, NUM_ATTRIBUTES, attribute_index
 from .renderer import EYE_X, EYE_Y, PART_NAMES, face_to_image, head_pose
@@ -237,11 +236,7 @@ def save_network(model: AttributeEstimator | PartSegmenter, path: str | Path, me
 
 def load_network(path: str | Path, device: str | torch.device | None = None) -> AttributeEstimator | PartSegmenter:
     """Read a network written by :func:`save_network`, in eval mode, with ``training_metadata`` attached."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = dict(handle.metadata() or {})
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path} is not a readable safetensors file ({error})") from None
+    header = read_safetensors_header(path)
     classes = {fmt: cls for cls, fmt in _FORMATS.items()}
     if header.get("format") not in classes:
         raise ValueError(f"{path} holds no synthfaces perception network (header format {header.get('format')!r})")
