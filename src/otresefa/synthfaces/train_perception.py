@@ -20,10 +20,8 @@ per part accumulated over the whole held-out set.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from otresefa.io import append_jsonl, save_torch, truncate_jsonl
+from otresefa.io import batch_seed as shared_batch_seed
 
 from .attributes import ATTRIBUTE_NAMES, attribute_visibility, sample_attributes
 from .perception import AttributeEstimator, PartSegmenter, save_network
@@ -101,9 +102,9 @@ class PerceptionTrainingConfig:
 
 
 def batch_seed(run_seed: int, index: int, salt: str = "data") -> int:
-    """A stable 63-bit seed for minibatch ``index`` of the run seeded ``run_seed``."""
-    digest = hashlib.blake2b(f"perception:{salt}:{run_seed}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
+    """:func:`otresefa.io.batch_seed` in the perception trainer's own streams (``perception:`` salts,
+    so its minibatches never coincide with the GAN's)."""
+    return shared_batch_seed(run_seed, index, f"perception:{salt}")
 
 
 def gaussian_blur(images: Tensor, sigma: Tensor) -> Tensor:
@@ -314,24 +315,6 @@ def _check_resumable(saved: dict, config: PerceptionTrainingConfig, path: Path) 
         )
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
-
-
-def _append_log(path: Path, record: dict) -> None:
-    with path.open("a") as log:
-        log.write(json.dumps(record) + "\n")
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint being resumed (they will be written again)."""
-    if path.is_file():
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in kept))
-
-
 def run_training(config: PerceptionTrainingConfig, out: str | Path, resume: bool = True, progress: bool = True,
                  command: str | None = None, stop_after: int | None = None) -> Path:
     """Train ``config.network`` into the directory ``out`` and export its weights there.
@@ -370,7 +353,7 @@ def run_training(config: PerceptionTrainingConfig, out: str | Path, resume: bool
         schedule = state["schedule"] + ([[step, config.steps]] if state["schedule"][-1][1] != config.steps else [])
     if step > config.steps:
         raise ValueError(f"{checkpoint_path} is at step {step}, beyond steps={config.steps}")
-    _truncate_log(log_path, step)
+    truncate_jsonl(log_path, lambda record: record["step"] <= step)
     held_out = held_out_set(config.eval_images)
 
     def checkpoint_and_evaluate() -> dict:
@@ -381,10 +364,9 @@ def run_training(config: PerceptionTrainingConfig, out: str | Path, resume: bool
         model.train()
         elapsed += time.perf_counter() - started
         result = {"step": step, "images_seen": step * config.batch, "elapsed_s": round(elapsed, 1), **scores}
-        _append_log(log_path, result)
-        _save_checkpoint(checkpoint_path, {"config": config.to_dict(), "model": model.state_dict(),
-                                           "optimizer": optimizer.state_dict(), "step": step,
-                                           "elapsed_s": elapsed, "evaluation": result, "schedule": schedule})
+        append_jsonl(log_path, result)
+        save_torch({"config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "step": step, "elapsed_s": elapsed, "evaluation": result, "schedule": schedule}, checkpoint_path)
         return result
 
     model.train()
