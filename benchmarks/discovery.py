@@ -62,7 +62,6 @@ import contextlib  # noqa: E402
 import datetime  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
 import statistics  # noqa: E402
@@ -71,6 +70,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from common import machine_info, write_section  # noqa: E402  (benchmarks/common.py)
 from otresefa.grams import region_grams  # noqa: E402
 from otresefa.jacobian import jacobian  # noqa: E402
 from otresefa.latents import w_from_seed  # noqa: E402
@@ -88,14 +88,6 @@ def limit_threads(threads: int):
     except ImportError:
         return None
     return threadpool_limits(threads)
-
-
-def blas_info() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "threadpoolctl not installed"
-    return ", ".join(f"{i.get('internal_api')} {i.get('num_threads')}" for i in threadpool_info())
 
 
 def load_generator(choice: str) -> tuple[Generator, str]:
@@ -146,22 +138,6 @@ def pot_objective(direction: np.ndarray, samples_fg: np.ndarray, samples_bg: np.
             plan = ot.dr.sinkhorn(weights[i], weights[j], cost, 1 / lam, sinkhorn_iter)
             terms[i, j] = float(np.sum(plan * cost))
     return terms[0, 1] / (terms[0, 0] + terms[1, 1])
-
-
-def machine_info(threads: int) -> dict:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return {
-        "CPU": f"{model} ({os.cpu_count()} cores)",
-        "threads": f"torch {torch.get_num_threads()}, BLAS: {blas_info()} (requested {threads})",
-        "software": f"Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}",
-        "load average at start": load,
-    }
 
 
 def fmt(seconds: float) -> str:
@@ -293,22 +269,9 @@ def main(args: argparse.Namespace) -> str:
     print()
     print(report)
     if not args.no_write:
-        write_section(args.output, report)
+        write_section(args.output, "## Discovery", report)
         print(f"written to {args.output}")
     return report
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the ``## Discovery`` section of ``path`` (up to the next ``## `` heading), or append it."""
-    text = path.read_text() if path.is_file() else "# Benchmarks\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## Discovery"), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        text = "".join(lines[:start]) + section + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from otresefa.checkpoints import load_generator
+from otresefa.cli import app
 from otresefa.models.discriminator import Discriminator, MinibatchStdLayer
 from otresefa.models.generator import Generator
 from otresefa.training.loop import (
     export_checkpoint,
     ConfigMismatchError,
     SeededBatchStream,
+    Trainer,
+    TrainingCheckpointError,
     TrainingConfig,
     batch_seed,
     blob_sampler,
@@ -198,6 +203,42 @@ def test_seeded_stream_is_deterministic_and_resumable():
     assert torch.equal(resumed.next_batch(4), batches[2])
 
 
+def test_prefetching_stream_gives_the_same_batches_and_state():
+    plain = SeededBatchStream(blob_sampler(8), seed=1)
+    ahead = SeededBatchStream(blob_sampler(8), seed=1, prefetch=2)
+    try:
+        for _ in range(3):
+            assert torch.equal(ahead.next_batch(4), plain.next_batch(4))
+        assert ahead.state_dict() == plain.state_dict() == {"index": 3, "seed": 1}
+        assert [index for index, _, _ in ahead._pending] == [3, 4], "two minibatches in flight"
+        ahead.load_state_dict({"index": 1, "seed": 1})  # repositioning drops what was rendered ahead
+        assert torch.equal(ahead.next_batch(4), SeededBatchStream(blob_sampler(8), seed=1, index=1).next_batch(4))
+        assert ahead.next_batch(2).shape[0] == 2, "another batch size is rendered afresh"
+    finally:
+        ahead.close()
+    assert ahead._worker is None and not ahead._pending
+    with pytest.raises(ValueError, match="prefetch must be >= 0"):
+        TrainingConfig(prefetch=-1)
+
+
+def test_speed_options_compute_the_same_step():
+    """channels_last and the fused Adam change the layout and kernels, not the numbers (to rounding)."""
+    real = blob_sampler(16)(8, 0)
+    results = []
+    for speed in (dict(channels_last=False, fused_adam=False), dict(channels_last=True, fused_adam=True)):
+        trainer = Trainer(tiny_config("unused", **speed))
+        torch.manual_seed(5)
+        stats = trainer.step(real)  # step 0 runs all four phases
+        results.append((stats, trainer.G.state_dict(), trainer.D.state_dict()))
+    (stats_a, G_a, D_a), (stats_b, G_b, D_b) = results
+    for key in stats_a:
+        assert stats_a[key] == pytest.approx(stats_b[key], rel=1e-4, abs=1e-6), key
+    for name in G_a:
+        torch.testing.assert_close(G_a[name], G_b[name], rtol=1e-4, atol=1e-5, msg=name)
+    for name in D_a:
+        torch.testing.assert_close(D_a[name], D_b[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
 # --- training loop -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def uninterrupted_run(tmp_path_factory):
@@ -257,6 +298,97 @@ def test_resume_is_bit_identical(uninterrupted_run, tmp_path):
                 assert torch.equal(tensor, resumed[key]["state"][idx][name]), f"{key}[{idx}].{name}"
     assert torch.equal(full["loss"]["pl_mean"], resumed["loss"]["pl_mean"])
     assert torch.equal(full["rng"]["torch"], resumed["rng"]["torch"])
+
+
+def test_snapshots_keep_the_previous_checkpoint(uninterrupted_run):
+    out, _ = uninterrupted_run
+    previous = torch.load(out / "checkpoint-prev.pt", weights_only=True)
+    assert previous["cur_nimg"] == 104 and torch.load(out / "checkpoint.pt", weights_only=True)["cur_nimg"] == 200
+
+
+def copy_run(source, destination):
+    """The run folder without its exported generator; returns the copy."""
+    for name in ("checkpoint.pt", "checkpoint-prev.pt", "log.jsonl"):
+        shutil.copy(source / name, destination / name)
+    return destination
+
+
+def test_corrupt_checkpoint_names_the_previous_one_and_resuming_from_it_is_exact(uninterrupted_run, tmp_path):
+    full_out, _ = uninterrupted_run
+    out = copy_run(full_out, tmp_path)
+    data = (out / "checkpoint.pt").read_bytes()
+    (out / "checkpoint.pt").write_bytes(data[: len(data) // 2])  # half-written
+    with pytest.raises(TrainingCheckpointError) as excinfo:
+        train(tiny_config(out), resume=True, progress=False, data_source=blob_sampler(16))
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert f"{out / 'checkpoint.pt'} is corrupt or half-written" in message
+    assert f"previous snapshot (0.104 kimg), move {out / 'checkpoint-prev.pt'} to {out / 'checkpoint.pt'}" in message
+    # Following the advice continues the run exactly where the previous snapshot left it.
+    (out / "checkpoint-prev.pt").replace(out / "checkpoint.pt")
+    train(tiny_config(out), resume=True, progress=False, data_source=blob_sampler(16))
+    full = torch.load(full_out / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)
+    for name, tensor in full["G_ema"].items():
+        assert torch.equal(tensor, resumed["G_ema"][name]), name
+    assert [json.loads(line)["nimg"] for line in (out / "log.jsonl").read_text().splitlines()] == [104, 200]
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("garbage", "is corrupt or half-written"),
+    ("not_training", "is not a training checkpoint (missing G_init_kwargs, G, D"),
+    ("missing", "checkpoint.pt does not exist; to resume from the previous snapshot (0.104 kimg)"),
+    ("both", "the previous snapshot is damaged too"),
+    ("wrong_shapes", "does not fit this run"),
+])
+def test_damaged_checkpoints_get_one_clear_line(uninterrupted_run, tmp_path, damage, expected):
+    out = copy_run(uninterrupted_run[0], tmp_path)
+    ckpt = out / "checkpoint.pt"
+    if damage in ("garbage", "both"):
+        ckpt.write_bytes(b"\x00not a checkpoint" * 100)
+    if damage == "both":
+        (out / "checkpoint-prev.pt").write_bytes(b"")
+    if damage == "not_training":
+        torch.save({"config": {}, "version": 1}, ckpt)
+    if damage == "missing":
+        ckpt.unlink()  # a crash between the two renames of a snapshot
+    if damage == "wrong_shapes":
+        state = torch.load(ckpt, weights_only=True)
+        state["G"]["mapping.fc0.weight"] = torch.zeros(3, 3)
+        torch.save(state, ckpt)
+    with pytest.raises(TrainingCheckpointError, match="^cannot resume: ") as excinfo:
+        train(tiny_config(out), resume=True, progress=False, data_source=blob_sampler(16))
+    assert expected in str(excinfo.value) and "\n" not in str(excinfo.value)
+    assert "--restart" in str(excinfo.value)
+
+
+def test_cli_export_needs_overwrite_and_reports_bad_checkpoints(uninterrupted_run, tmp_path):
+    out, _ = uninterrupted_run
+    cli = CliRunner()
+    target = tmp_path / "g.safetensors"
+    result = cli.invoke(app, ["export", str(out), str(target)])  # a run folder: its checkpoint.pt
+    assert result.exit_code == 0, result.output
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    torch.testing.assert_close(load_generator(target).state_dict(), state["G_ema"])
+    before = target.read_bytes()
+    result = cli.invoke(app, ["export", str(out / "checkpoint-prev.pt"), str(target)])
+    assert result.exit_code == 2 and result.output.strip() == f"error: {target} exists; pass --overwrite to replace it"
+    assert target.read_bytes() == before
+    result = cli.invoke(app, ["export", str(out / "checkpoint-prev.pt"), str(target), "--overwrite"])
+    assert result.exit_code == 0 and load_generator(target).training_metadata["kimg"] == pytest.approx(0.104)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes((out / "checkpoint.pt").read_bytes()[:1000])
+    result = cli.invoke(app, ["export", str(broken), str(tmp_path / "h.safetensors")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert f"{broken} is corrupt or half-written" in result.output and "Traceback" not in result.output
+
+
+def test_cli_train_reports_a_corrupt_checkpoint(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path), "--threads", "1", "--resolution", "8",
+                                      "--w-dim", "16", "--channel-base", "64", "--channel-max", "8"])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "is corrupt or half-written" in result.output and "there is no previous snapshot" in result.output
 
 
 def test_resume_with_different_config_raises(uninterrupted_run):

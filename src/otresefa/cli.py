@@ -247,6 +247,7 @@ def train(
     channel_max: int = typer.Option(128, "--channel-max", min=1),
     noise: bool = typer.Option(True, "--noise/--no-noise", help="per-pixel noise inputs in the generator"),
     batch: int = typer.Option(16, "--batch", min=1),
+    lr: float = typer.Option(0.0025, "--lr", min=0.0, help="Adam learning rate of G and D"),
     gamma: Optional[float] = typer.Option(None, "--gamma", min=0.0, help="R1 weight (default 0.0002 * resolution^2 "
                                           "/ batch)"),
     ema_kimg: float = typer.Option(5.0, "--ema-kimg", help="half-life of the generator's moving average"),
@@ -254,6 +255,11 @@ def train(
     seed: int = typer.Option(0, "--seed", min=0),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="NHWC memory layout (speed only)"),
+    compile: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the main passes (speed only; "
+                                 "compiling takes minutes)"),
+    prefetch: int = typer.Option(2, "--prefetch", min=0, help="minibatches rendered ahead in a background thread "
+                                 "(speed only)"),
     resume: bool = typer.Option(True, "--resume/--restart", help="continue from the run folder's checkpoint"),
 ) -> None:
     """Train a StyleGAN2 on the built-in synthetic-face renderer (resumable; sample grids and logs in the run folder)."""
@@ -267,11 +273,26 @@ def train(
     config = TrainingConfig(
         out_dir=str(out), total_kimg=kimg, resolution=resolution, z_dim=w_dim, w_dim=w_dim,
         mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max, use_noise=noise,
-        batch_size=batch, r1_gamma=gamma, ema_kimg=ema_kimg, snapshot_kimg=snapshot_kimg, seed=seed, threads=threads,
-        device=device,
+        batch_size=batch, lr=lr, r1_gamma=gamma, ema_kimg=ema_kimg, snapshot_kimg=snapshot_kimg, seed=seed,
+        threads=threads, device=device, channels_last=channels_last, compile=compile, prefetch=prefetch,
     )
     path = run_training(config, resume=resume)
     typer.echo(f"generator written to {path}")
+
+
+@app.command()
+@friendly_errors
+def export(
+    run: Path = typer.Argument(..., help="a training run folder or its checkpoint.pt (or checkpoint-prev.pt)"),
+    out: Path = typer.Argument(..., help="generator file to write (.safetensors)"),
+    domain: str = typer.Option("synthfaces", "--domain", help="domain recorded in the file's metadata"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing generator file"),
+) -> None:
+    """Write the moving-average generator (G_ema) of a training checkpoint as a generator file."""
+    from otresefa.training.loop import export_checkpoint
+
+    _check_out_file(out, overwrite)
+    typer.echo(f"generator written to {export_checkpoint(run, out, domain=domain, overwrite=overwrite)}")
 
 
 @app.command()

@@ -7,9 +7,15 @@ an exponential moving average of G's weights with a half-life of ``ema_kimg`` th
 
 Resumability: every random draw of the loop comes from the global torch RNG, seeded once at the start
 and saved in the checkpoint; training data come from a stream in which minibatch ``i`` is rendered
-from ``batch_seed(seed, i)``.  Snapshots (sample grids, metrics) run inside ``torch.random.fork_rng``
-so they never consume the training stream's randomness.  Resuming from ``checkpoint.pt`` therefore
-continues bit-for-bit as if training had not been interrupted (same device and thread count).
+from ``batch_seed(seed, i)`` (optionally ahead of time, in a background thread).  Snapshots (sample
+grids, metrics) run inside ``torch.random.fork_rng`` so they never consume the training stream's
+randomness.  Resuming from ``checkpoint.pt`` therefore continues bit-for-bit as if training had not
+been interrupted (same device, thread count and speed options).  Each snapshot first moves the
+previous ``checkpoint.pt`` to ``checkpoint-prev.pt``, so a damaged checkpoint never costs more than
+one snapshot interval.
+
+Speed options (``channels_last``, ``compile``, ``fused_adam``, ``prefetch``) change how the same
+computation runs, not what it computes (to float rounding); they may change when resuming.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import json
 import os
 import time
 import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -31,16 +39,23 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from otresefa.checkpoints.errors import CheckpointError
 from otresefa.models.discriminator import Discriminator
 from otresefa.models.generator import Generator
 from otresefa.training.loss import LossSettings, StyleGAN2Loss, lazy_regularization
 
 CHECKPOINT_NAME = "checkpoint.pt"
+PREVIOUS_CHECKPOINT_NAME = "checkpoint-prev.pt"
 LOG_NAME = "log.jsonl"
 CHECKPOINT_VERSION = 1
+CHECKPOINT_KEYS = ("config", "G_init_kwargs", "G", "D", "G_ema", "opt_G", "opt_D", "loss", "cur_nimg", "batch_idx",
+                   "elapsed_s", "rng")
 
-# Fields that only say where, how long, or how often to report: they may change when resuming.
-RUN_ONLY_FIELDS = ("out_dir", "total_kimg", "snapshot_kimg", "grid_size", "threads", "device")
+# Fields that only say where, how long, how often to report, or how fast to compute the same numbers:
+# they may change when resuming.
+SPEED_FIELDS = ("channels_last", "compile", "fused_adam", "prefetch")
+PRECISIONS = ("float32", "bfloat16")
+RUN_ONLY_FIELDS = ("out_dir", "total_kimg", "snapshot_kimg", "grid_size", "threads", "device") + SPEED_FIELDS
 
 
 @dataclass
@@ -61,6 +76,8 @@ class TrainingConfig:
     mbstd_group_size: int = 4
     mbstd_num_channels: int = 1
     conv_clamp: float | None = None
+    # "bfloat16": the main (not the regularisation) passes under bfloat16 autocast; changes the numbers.
+    precision: str = "float32"
     # Optimisation.
     batch_size: int = 32
     lr: float = 0.0025
@@ -81,6 +98,11 @@ class TrainingConfig:
     seed: int = 0
     threads: int | None = 2  # torch.set_num_threads during training; None: leave as is
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    # Speed: how the same computation runs (see benchmarks/RESULTS.md, "Training throughput").
+    channels_last: bool = True  # NHWC activations and weights: oneDNN's (and cuDNN's) native convolution layout
+    compile: bool = False  # torch.compile G's synthesis and D for the passes that differentiate once
+    fused_adam: bool = True  # one fused kernel per parameter instead of ~10 small ops
+    prefetch: int = 2  # minibatches rendered ahead in a background thread (0: render in the loop)
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -97,6 +119,10 @@ class TrainingConfig:
             raise ValueError("batch_size // pl_batch_shrink must be at least 1")
         if self.snapshot_kimg <= 0 or self.total_kimg < 0:
             raise ValueError("snapshot_kimg must be positive and total_kimg non-negative")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
 
     @property
     def effective_r1_gamma(self) -> float:
@@ -172,21 +198,57 @@ def batch_seed(run_seed: int, index: int, salt: str = "data") -> int:
 
 
 class SeededBatchStream:
-    """``next_batch(batch_size)`` calls ``sampler(batch_size, batch_seed(seed, i))`` for i = 0, 1, ...
+    """``next_batch(batch_size)`` returns ``sampler(batch_size, batch_seed(seed, i))`` for i = 0, 1, ...
 
-    The only state is the index ``i`` (see :meth:`state_dict`), so a resumed stream reproduces the
-    same minibatches.
+    The only state is the index ``i`` of the next minibatch (see :meth:`state_dict`), so a resumed
+    stream reproduces the same minibatches.  With ``prefetch > 0`` a background thread renders the
+    next ``prefetch`` minibatches from their seeds while the caller trains on the current one; the
+    minibatches, and the state, are the same as without.  :meth:`close` stops the thread.
     """
 
-    def __init__(self, sampler: SeededSampler, seed: int, index: int = 0):
+    def __init__(self, sampler: SeededSampler, seed: int, index: int = 0, prefetch: int = 0):
         self.sampler = sampler
         self.seed = seed
         self.index = index
+        self.prefetch = prefetch
+        self._pending: deque[tuple[int, int, Future]] = deque()  # (index, batch_size, rendering)
+        self._worker: ThreadPoolExecutor | None = None
+
+    def _render(self, index: int, batch_size: int) -> torch.Tensor:
+        return self.sampler(batch_size, batch_seed(self.seed, index))
+
+    def _fill(self, batch_size: int) -> None:
+        """Keep ``prefetch`` minibatches from ``self.index`` on in flight."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otresefa-prefetch")
+        while len(self._pending) < self.prefetch:
+            index = self.index + len(self._pending)
+            self._pending.append((index, batch_size, self._worker.submit(self._render, index, batch_size)))
 
     def next_batch(self, batch_size: int) -> torch.Tensor:
-        batch = self.sampler(batch_size, batch_seed(self.seed, self.index))
+        if not self.prefetch:
+            batch = self._render(self.index, batch_size)
+        else:
+            if self._pending and self._pending[0][:2] != (self.index, batch_size):
+                self._cancel()  # repositioned, or another batch size
+            self._fill(batch_size)
+            batch = self._pending.popleft()[2].result()
         self.index += 1
+        if self.prefetch:
+            self._fill(batch_size)
         return batch
+
+    def _cancel(self) -> None:
+        for _, _, future in self._pending:
+            future.cancel()
+        self._pending.clear()
+
+    def close(self) -> None:
+        """Stop the prefetching thread (it restarts on the next call)."""
+        self._cancel()
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
 
     def state_dict(self) -> dict:
         return {"index": self.index, "seed": self.seed}
@@ -194,6 +256,7 @@ class SeededBatchStream:
     def load_state_dict(self, state: dict) -> None:
         if state["seed"] != self.seed:
             raise ValueError(f"data stream seed mismatch: checkpoint {state['seed']}, current {self.seed}")
+        self._cancel()
         self.index = int(state["index"])
 
 
@@ -234,11 +297,12 @@ def blob_sampler(resolution: int, num_blobs: int = 3) -> SeededSampler:
     return sample
 
 
-def _as_stream(data_source: Any, resolution: int, seed: int) -> tuple[Any, SeededSampler | None]:
-    """``(stream, sampler)``: a stream with ``next_batch`` and, when known, the seeded sampler."""
+def _as_stream(data_source: Any, resolution: int, seed: int, prefetch: int = 0) -> tuple[Any, SeededSampler | None]:
+    """``(stream, sampler)``: a stream with ``next_batch`` and, when known, the seeded sampler
+    (seeded samplers are streamed by a :class:`SeededBatchStream` that prefetches ``prefetch`` minibatches)."""
     if data_source is None:
         sampler = synthfaces_sampler(resolution)
-        return SeededBatchStream(sampler, seed), sampler
+        return SeededBatchStream(sampler, seed, prefetch=prefetch), sampler
     if hasattr(data_source, "next_batch"):
         return data_source, None
     if not callable(data_source):
@@ -252,7 +316,7 @@ def _as_stream(data_source: Any, resolution: int, seed: int) -> tuple[Any, Seede
     except (TypeError, ValueError):
         seeded = True
     if seeded:
-        return SeededBatchStream(data_source, seed), data_source
+        return SeededBatchStream(data_source, seed, prefetch=prefetch), data_source
     return _CallableStream(data_source), None
 
 
@@ -269,6 +333,109 @@ class _CallableStream:
 MetricsHook = Callable[[Generator, float], dict]
 
 
+class TrainingCheckpointError(CheckpointError):
+    """A training checkpoint cannot be used: unreadable (corrupt, half-written) or not the loop's."""
+
+
+class Trainer:
+    """The networks, optimisers and loss of a run, and one training step (the loop's body).
+
+    :func:`train` drives it between snapshots; ``benchmarks/training.py`` times it.  The constructor
+    seeds the global torch RNG with ``config.seed`` and initialises G, D and ``G_ema`` from it.
+    """
+
+    def __init__(self, config: TrainingConfig, device: torch.device | str = "cpu"):
+        self.config = config
+        self.device = torch.device(device)
+        torch.manual_seed(config.seed)
+        self.G = Generator(**config.generator_kwargs()).to(self.device).train()
+        self.D = Discriminator(**config.discriminator_kwargs()).to(self.device).train()
+        if config.channels_last:
+            # Convolutions then run in oneDNN's / cuDNN's native layout instead of reordering their
+            # inputs and outputs at every call; activations inherit the layout from the weights.
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        main_dtype = None if config.precision == "float32" else getattr(torch, config.precision)
+        self.loss = StyleGAN2Loss(self.G, self.D, config.loss_settings(), compile=config.compile, main_dtype=main_dtype)
+        pl_interval = config.pl_interval if config.pl_weight else None
+        r1_interval = config.r1_interval if config.effective_r1_gamma else None
+        g_lr, g_betas = lazy_regularization(config.lr, config.betas, pl_interval)
+        d_lr, d_betas = lazy_regularization(config.lr, config.betas, r1_interval)
+        self._adam_impl = {"fused": True if config.fused_adam else None}  # None: PyTorch's default kernels
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8, **self._adam_impl)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas, eps=1e-8, **self._adam_impl)
+        self.phases = [(phase, interval, self.G, self.opt_G) for phase, interval in self.loss.g_phases()]
+        self.phases += [(phase, interval, self.D, self.opt_D) for phase, interval in self.loss.d_phases()]
+        self.cur_nimg = 0
+        self.batch_idx = 0
+
+    def step(self, real: torch.Tensor, timings: dict[str, float] | None = None) -> dict[str, list[float]]:
+        """Train on one minibatch ``real [batch, 3, R, R]``: the G phase(s), then the D phase(s), then the EMA.
+
+        Returns each phase's statistics as ``{name: [value]}``.  ``timings``, when given, receives the
+        seconds spent per phase (``"Gmain"``, ... : forward and backward), in ``"optimizer"`` and in ``"ema"``.
+        """
+        config = self.config
+        stats: dict[str, list[float]] = {}
+        clock = _Clock(timings, self.device)
+        for phase, interval, net, opt in self.phases:
+            if self.batch_idx % interval:
+                continue
+            opt.zero_grad(set_to_none=True)
+            gen_z = torch.randn([config.batch_size, config.z_dim], device=self.device)
+            for key, value in self.loss.accumulate_gradients(phase, real, gen_z, gain=interval).items():
+                stats.setdefault(key, []).append(value)
+            clock.lap(phase)
+            for p in net.parameters():
+                if p.grad is not None:
+                    torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+            opt.step()
+            clock.lap("optimizer")
+        _update_ema(self.G_ema, self.G, config, self.cur_nimg)
+        clock.lap("ema")
+        self.cur_nimg += config.batch_size
+        self.batch_idx += 1
+        return stats
+
+    def state_dict(self) -> dict:
+        return {
+            "G_init_kwargs": _plain(self.G.init_kwargs), "D_init_kwargs": _plain(self.D.init_kwargs),
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(), "loss": self.loss.state_dict(),
+            "cur_nimg": self.cur_nimg, "batch_idx": self.batch_idx,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        for opt, key in ((self.opt_G, "opt_G"), (self.opt_D, "opt_D")):
+            opt.load_state_dict(state[key])
+            for group in opt.param_groups:
+                group.update(self._adam_impl)  # the saved groups carry the kernel choice of the run that saved them
+        self.loss.load_state_dict(state["loss"])
+        self.cur_nimg, self.batch_idx = int(state["cur_nimg"]), int(state["batch_idx"])
+
+
+class _Clock:
+    """Adds the seconds since the previous lap to ``timings[name]`` (nothing when ``timings`` is None)."""
+
+    def __init__(self, timings: dict[str, float] | None, device: torch.device):
+        self.timings = timings
+        self.sync = device.type == "cuda" and timings is not None  # CUDA runs asynchronously
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.timings is None:
+            return
+        if self.sync:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+        self.last = now
+
+
 def train(
     config: TrainingConfig,
     resume: bool = True,
@@ -279,17 +446,23 @@ def train(
     """Train a StyleGAN2 generator; returns the path of the exported ``G_ema``.
 
     Args:
-        config: the run's settings; ``config.out_dir`` receives ``checkpoint.pt``, ``log.jsonl``,
-            ``samples-{kimg:06d}.png``, ``reals.png`` and the final generator.
+        config: the run's settings; ``config.out_dir`` receives ``checkpoint.pt`` (and the previous
+            snapshot's as ``checkpoint-prev.pt``), ``log.jsonl``, ``samples-{kimg:06d}.png``,
+            ``reals.png`` and the final generator.
         resume: continue from ``out_dir/checkpoint.pt`` when it exists (the configuration must match,
             except for :data:`RUN_ONLY_FIELDS`); ``False`` starts over (the old log is truncated and
-            the checkpoint overwritten at the first snapshot).
+            the checkpoints overwritten from the first snapshot on).
         data_source: ``None`` for the procedural face renderer; a seeded sampler
             ``(batch_size, seed) -> Tensor[N, 3, R, R]`` in [-1, 1] (minibatch ``i`` uses
             ``batch_seed(config.seed, i)``); or a stream object with ``next_batch(batch_size)`` (and,
             to be resumable, ``state_dict()`` / ``load_state_dict()``).
         metrics_hook: ``(G_ema, kimg) -> dict`` called at every snapshot; the result is merged into
             the log line.
+
+    Raises:
+        TrainingCheckpointError: the checkpoint to resume from is unreadable or not a training
+            checkpoint; the message says whether ``checkpoint-prev.pt`` can be resumed instead.
+        ConfigMismatchError: the checkpoint was written with another configuration.
     """
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -308,41 +481,24 @@ def _train(config, out_dir, device, resume, progress, data_source, metrics_hook)
     log_path = out_dir / LOG_NAME
     batch = config.batch_size
 
-    # Networks, all initialised from the run seed.
-    torch.manual_seed(config.seed)
-    G = Generator(**config.generator_kwargs()).to(device).train()
-    D = Discriminator(**config.discriminator_kwargs()).to(device).train()
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    loss = StyleGAN2Loss(G, D, config.loss_settings())
-    g_lr, g_betas = lazy_regularization(config.lr, config.betas, config.pl_interval if config.pl_weight else None)
-    d_lr, d_betas = lazy_regularization(config.lr, config.betas, config.r1_interval if config.effective_r1_gamma else None)
-    opt_G = torch.optim.Adam(G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8)
-    opt_D = torch.optim.Adam(D.parameters(), lr=d_lr, betas=d_betas, eps=1e-8)
-    stream, sampler = _as_stream(data_source, config.resolution, config.seed)
-
-    cur_nimg, batch_idx, elapsed = 0, 0, 0.0
-    if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        diff = config_differences(state["config"], config)
-        if diff:
-            lines = "\n".join(f"  {key}: checkpoint {old!r}, requested {new!r}" for key, (old, new) in diff.items())
-            raise ConfigMismatchError(
-                f"cannot resume from {ckpt_path}: the configuration differs in {sorted(diff)}:\n{lines}\n"
-                "Use the checkpoint's settings, another out_dir, or resume=False to start over."
-            )
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
-        opt_G.load_state_dict(state["opt_G"])
-        opt_D.load_state_dict(state["opt_D"])
-        loss.load_state_dict(state["loss"])
-        cur_nimg, batch_idx, elapsed = int(state["cur_nimg"]), int(state["batch_idx"]), float(state["elapsed_s"])
+    trainer = Trainer(config, device)  # seeds the global RNG and initialises the networks from the run seed
+    stream, sampler = _as_stream(data_source, config.resolution, config.seed, config.prefetch)
+    elapsed = 0.0
+    if resume and (ckpt_path.is_file() or (out_dir / PREVIOUS_CHECKPOINT_NAME).is_file()):
+        state = _resume_state(ckpt_path, config, device)
+        try:
+            trainer.load_state_dict(state)
+            _set_rng_state(state["rng"], device)
+        except (RuntimeError, KeyError, TypeError, ValueError) as error:  # what load_state_dict raises
+            raise TrainingCheckpointError(
+                f"cannot resume: {ckpt_path} does not fit this run ({_first_line(error)}); {_previous_hint(ckpt_path)}"
+            ) from None
+        elapsed = float(state["elapsed_s"])
         if hasattr(stream, "load_state_dict") and state.get("data") is not None:
             stream.load_state_dict(state["data"])
-        elif batch_idx > 0:
+        elif trainer.batch_idx > 0:
             warnings.warn("the data source has no load_state_dict(): resumed training sees a different data stream")
-        _set_rng_state(state["rng"], device)
-        _truncate_log(log_path, cur_nimg)
+        _truncate_log(log_path, trainer.cur_nimg)
         del state
     else:
         log_path.write_text("")
@@ -353,50 +509,34 @@ def _train(config, out_dir, device, resume, progress, data_source, metrics_hook)
             if sampler is not None:
                 grid_n = config.grid_size[0] * config.grid_size[1]
                 _save_grid(sampler(grid_n, batch_seed(config.seed, 0, salt="reals")), config.grid_size, out_dir / "reals.png")
-            _save_grid(_sample_images(G_ema, config, device), config.grid_size, out_dir / "samples-000000.png")
+            _save_grid(_sample_images(trainer.G_ema, config, device), config.grid_size, out_dir / "samples-000000.png")
 
     total_nimg = int(round(config.total_kimg * 1000))
     snapshot_nimg = max(int(round(config.snapshot_kimg * 1000)), 1)
-    next_snapshot = (cur_nimg // snapshot_nimg + 1) * snapshot_nimg
-    g_phases, d_phases = loss.g_phases(), loss.d_phases()
+    next_snapshot = (trainer.cur_nimg // snapshot_nimg + 1) * snapshot_nimg
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
-    interval_start, interval_nimg = time.perf_counter(), cur_nimg
+    interval_start, interval_nimg = time.perf_counter(), trainer.cur_nimg
     run_start = time.perf_counter() - elapsed
 
     # Counts images (exact integers), displays kimg.
     bar = tqdm(
-        total=total_nimg, initial=min(cur_nimg, total_nimg), unit_scale=1 / 1000, unit="kimg", disable=not progress,
-        dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]",
+        total=total_nimg, initial=min(trainer.cur_nimg, total_nimg), unit_scale=1 / 1000, unit="kimg",
+        disable=not progress, dynamic_ncols=True,
+        bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]",
     )
     try:
-        while cur_nimg < total_nimg:
+        while trainer.cur_nimg < total_nimg:
             real = stream.next_batch(batch).to(device=device, dtype=torch.float32)
             expected = (batch, 3, config.resolution, config.resolution)
             if tuple(real.shape) != expected:
                 raise ValueError(f"data source returned {list(real.shape)}, expected {list(expected)}")
-
-            # Generator step(s), then discriminator step(s), on the same real minibatch.
-            for phases, net, opt in ((g_phases, G, opt_G), (d_phases, D, opt_D)):
-                for phase, interval in phases:
-                    if batch_idx % interval:
-                        continue
-                    opt.zero_grad(set_to_none=True)
-                    gen_z = torch.randn([batch, config.z_dim], device=device)
-                    stats = loss.accumulate_gradients(phase, real, gen_z, gain=interval)
-                    for p in net.parameters():
-                        if p.grad is not None:
-                            torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
-                    opt.step()
-                    for key, value in stats.items():
-                        sums[key] = sums.get(key, 0.0) + value
-                        counts[key] = counts.get(key, 0) + 1
-
-            _update_ema(G_ema, G, config, cur_nimg)
-            cur_nimg += batch
-            batch_idx += 1
+            for key, values in trainer.step(real).items():
+                sums[key] = sums.get(key, 0.0) + sum(values)
+                counts[key] = counts.get(key, 0) + len(values)
+            cur_nimg = trainer.cur_nimg
             bar.update(min(cur_nimg, total_nimg) - bar.n)
-            if batch_idx % 10 == 0 and "loss_G" in sums:
+            if trainer.batch_idx % 10 == 0 and "loss_G" in sums:
                 bar.set_postfix(G=f"{sums['loss_G'] / counts['loss_G']:.3f}", D=f"{sums['loss_D'] / counts['loss_D']:.3f}")
 
             if cur_nimg >= next_snapshot or cur_nimg >= total_nimg:
@@ -407,32 +547,98 @@ def _train(config, out_dir, device, resume, progress, data_source, metrics_hook)
                 record: dict[str, Any] = {
                     "kimg": round(kimg, 3),
                     "nimg": cur_nimg,
-                    "iteration": batch_idx,
+                    "iteration": trainer.batch_idx,
                     "time_s": round(now - run_start, 2),
                     "sec_per_kimg": round(interval_s / max((cur_nimg - interval_nimg) / 1000, 1e-9), 3),
                     "images_per_sec": round((cur_nimg - interval_nimg) / max(interval_s, 1e-9), 2),
                 }
                 record.update({key: sums[key] / counts[key] for key in sorted(sums)})
-                record["pl_mean"] = loss.pl_mean.item()
+                record["pl_mean"] = trainer.loss.pl_mean.item()
                 # Everything below must not disturb the training RNG stream.
                 rng = _get_rng_state(device)
                 with torch.random.fork_rng(devices=_rng_devices(device)):
                     _save_checkpoint(
-                        ckpt_path, config=config, G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, loss=loss,
-                        cur_nimg=cur_nimg, batch_idx=batch_idx, elapsed_s=now - run_start, rng=rng,
+                        ckpt_path, config=config, trainer=trainer, elapsed_s=now - run_start, rng=rng,
                         data=stream.state_dict() if hasattr(stream, "state_dict") else None,
                     )
-                    _save_grid(_sample_images(G_ema, config, device), config.grid_size, out_dir / sample_grid_name(cur_nimg))
+                    _save_grid(_sample_images(trainer.G_ema, config, device), config.grid_size,
+                               out_dir / sample_grid_name(cur_nimg))
                     if metrics_hook is not None:
-                        record.update(metrics_hook(G_ema, kimg) or {})
+                        record.update(metrics_hook(trainer.G_ema, kimg) or {})
                 with log_path.open("a") as f:
                     f.write(json.dumps(_jsonable(record)) + "\n")
                 sums, counts = {}, {}
                 interval_start, interval_nimg = time.perf_counter(), cur_nimg
     finally:
         bar.close()
+        if hasattr(stream, "close"):
+            stream.close()
 
-    return _export_generator(G_ema, config, out_dir, cur_nimg, domain="synthfaces" if data_source is None else "custom")
+    domain = "synthfaces" if data_source is None else "custom"
+    return _export_generator(trainer.G_ema, config, out_dir, trainer.cur_nimg, domain=domain)
+
+
+def load_training_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by :func:`train` (``weights_only``: no code runs).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        TrainingCheckpointError: ``path`` is unreadable (corrupt, half-written) or not a training
+            checkpoint of this version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # a damaged zip or pickle surfaces as RuntimeError, EOFError, UnpicklingError, ...
+        raise TrainingCheckpointError(f"{path} is corrupt or half-written ({_first_line(error)})") from None
+    if not isinstance(state, dict):
+        raise TrainingCheckpointError(f"{path} is not a training checkpoint (it holds a {type(state).__name__})")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise TrainingCheckpointError(f"{path} is not a training checkpoint (missing {', '.join(missing)})")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise TrainingCheckpointError(
+            f"{path} has checkpoint version {state.get('version')!r}; this otresefa reads version {CHECKPOINT_VERSION}"
+        )
+    return state
+
+
+def _resume_state(ckpt_path: Path, config: TrainingConfig, device: torch.device) -> dict:
+    """The checkpoint to resume from, checked against ``config``; a one-line error naming the
+    previous snapshot as the way out when the checkpoint is damaged or missing."""
+    try:
+        state = load_training_checkpoint(ckpt_path, map_location=device)
+    except (FileNotFoundError, TrainingCheckpointError) as error:
+        raise TrainingCheckpointError(f"cannot resume: {error}; {_previous_hint(ckpt_path)}") from None
+    diff = config_differences(state["config"], config)
+    if diff:
+        lines = "\n".join(f"  {key}: checkpoint {old!r}, requested {new!r}" for key, (old, new) in diff.items())
+        raise ConfigMismatchError(
+            f"cannot resume from {ckpt_path}: the configuration differs in {sorted(diff)}:\n{lines}\n"
+            "Use the checkpoint's settings, another out_dir, or resume=False to start over."
+        )
+    return state
+
+
+def _previous_hint(ckpt_path: Path) -> str:
+    """How to go on when ``ckpt_path`` cannot be resumed: from the previous snapshot, if it is intact."""
+    previous = ckpt_path.with_name(PREVIOUS_CHECKPOINT_NAME)
+    restart = "or start over with resume=False (otresefa train --restart)"
+    if not previous.is_file():
+        return f"there is no previous snapshot; {restart}"
+    try:
+        kimg = load_training_checkpoint(previous)["cur_nimg"] / 1000
+    except TrainingCheckpointError as error:
+        return f"the previous snapshot is damaged too ({error}); {restart}"
+    return f"to resume from the previous snapshot ({kimg:g} kimg), move {previous} to {ckpt_path}, {restart}"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def sample_grid_name(nimg: int) -> str:
@@ -478,27 +684,16 @@ def _save_grid(images: torch.Tensor, grid_size: tuple[int, int], path: Path) -> 
     os.replace(tmp, path)
 
 
-def _save_checkpoint(path: Path, *, config: TrainingConfig, G, D, G_ema, opt_G, opt_D, loss, cur_nimg, batch_idx,
-                     elapsed_s, rng, data) -> None:
-    state = {
-        "version": CHECKPOINT_VERSION,
-        "config": config.to_dict(),
-        "G_init_kwargs": _plain(G.init_kwargs),
-        "D_init_kwargs": _plain(D.init_kwargs),
-        "G": G.state_dict(),
-        "D": D.state_dict(),
-        "G_ema": G_ema.state_dict(),
-        "opt_G": opt_G.state_dict(),
-        "opt_D": opt_D.state_dict(),
-        "loss": loss.state_dict(),
-        "cur_nimg": cur_nimg,
-        "batch_idx": batch_idx,
-        "elapsed_s": elapsed_s,
-        "rng": rng,
-        "data": data,
-    }
+def _save_checkpoint(path: Path, *, config: TrainingConfig, trainer: Trainer, elapsed_s: float, rng: dict,
+                     data: dict | None) -> None:
+    """Write the run's state to ``path`` atomically, keeping the one it replaces as ``checkpoint-prev.pt``."""
+    state = {"version": CHECKPOINT_VERSION, "config": config.to_dict(), **trainer.state_dict(),
+             "elapsed_s": elapsed_s, "rng": rng, "data": data}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
+    if path.is_file():
+        # A crash between these two renames leaves only checkpoint-prev.pt; resuming then says so.
+        os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
     os.replace(tmp, path)
 
 
@@ -513,13 +708,26 @@ def _export_generator(G_ema: Generator, config: TrainingConfig, out_dir: Path, c
 
 def export_checkpoint(checkpoint: str | Path, path: str | Path, domain: str = "synthfaces",
                       overwrite: bool = False) -> Path:
-    """Write the ``G_ema`` of a training checkpoint (``checkpoint.pt``) as a generator file.
+    """Write the ``G_ema`` of a training checkpoint as a generator file (``.safetensors``).
 
-    The metadata records the domain, the images seen, the training time and the configuration.
+    Args:
+        checkpoint: a ``checkpoint.pt`` written by :func:`train`, or a run folder (its ``checkpoint.pt``).
+        path: the generator file to write; an existing file is replaced only with ``overwrite``.
+        domain: recorded in the metadata, with the images seen, the training time and the configuration.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.  FileExistsError: ``path`` exists and not ``overwrite``.
+        TrainingCheckpointError: the checkpoint is unreadable or not a training checkpoint.
     """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / CHECKPOINT_NAME
+    state = load_training_checkpoint(checkpoint)
     G = Generator(**state["G_init_kwargs"])
-    G.load_state_dict(state["G_ema"])
+    try:
+        G.load_state_dict(state["G_ema"])
+    except RuntimeError as error:
+        raise TrainingCheckpointError(f"{checkpoint}: G_ema does not fit G_init_kwargs ({_first_line(error)})") from None
     metadata = {"source": "otresefa.training", "domain": domain, "kimg": state["cur_nimg"] / 1000,
                 "training_seconds": state["elapsed_s"], "training_config": state["config"]}
     return Path(G.eval().save(path, metadata=metadata, overwrite=overwrite))

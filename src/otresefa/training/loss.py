@@ -20,6 +20,7 @@ and steps the optimiser.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -111,11 +112,26 @@ class StyleGAN2Loss:
     ``pl_mean`` (the running mean of the path lengths) is training state: save it with
     :meth:`state_dict`.  ``G`` must expose ``mapping`` and ``synthesis`` (see
     :class:`otresefa.models.Generator`); ``D`` maps ``(img, c)`` to logits ``[N, 1]``.
+
+    Two options concern the passes that differentiate once (the main losses) only; the regularisers
+    differentiate twice (``create_graph``) and always run the eager float32 networks:
+
+    - ``compile=True`` runs G's synthesis network and D through ``torch.compile`` (compiled graphs
+      have no double backward);
+    - ``main_dtype=torch.bfloat16`` runs them under ``torch.autocast`` (convolutions and matrix
+      products in bfloat16, accumulated in float32; parameters, losses and the optimiser stay
+      float32), as NVIDIA's training runs its high-resolution layers in float16.
     """
 
-    def __init__(self, G: nn.Module, D: nn.Module, settings: LossSettings | None = None, **overrides):
+    def __init__(self, G: nn.Module, D: nn.Module, settings: LossSettings | None = None, compile: bool = False,
+                 main_dtype: torch.dtype | None = None, **overrides):
         self.G = G
         self.D = D
+        self.main_dtype = main_dtype
+        # Static shapes: the shapes never change within a run, and automatic dynamic shapes failed
+        # to compile the FIR filters (torch 2.13).
+        self._synthesis_main = torch.compile(G.synthesis, dynamic=False) if compile else G.synthesis
+        self._D_main = torch.compile(D, dynamic=False) if compile else D
         self.settings = settings or LossSettings()
         for key, value in overrides.items():
             if not hasattr(self.settings, key):
@@ -143,17 +159,26 @@ class StyleGAN2Loss:
 
     # -- networks ---------------------------------------------------------------------------------
     def run_G(self, z: torch.Tensor, c: torch.Tensor | None = None, update_w_avg: bool = False,
-              noise_mode: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
+              noise_mode: str = "random", twice_differentiable: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``z [N, z_dim] -> (img [N, C, R, R], ws [N, num_ws, w_dim])`` with style mixing."""
         ws = self.G.mapping(z, c, update_w_avg=update_w_avg)  # [N, num_ws, w_dim]
         if self.settings.style_mixing_prob > 0:
             ws2 = self.G.mapping(torch.randn_like(z), c)  # the second latent never updates w_avg
             ws = mix_styles(ws, ws2, self.settings.style_mixing_prob)
-        img = self.G.synthesis(ws, noise_mode=noise_mode)
-        return img, ws
+        if twice_differentiable:
+            return self.G.synthesis(ws, noise_mode=noise_mode), ws
+        with self._main_precision(ws.device):
+            img = self._synthesis_main(ws, noise_mode=noise_mode)
+        return img.float(), ws
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        return self.D(img, c)
+        with self._main_precision(img.device):
+            return self._D_main(img, c).float()
+
+    def _main_precision(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.main_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.main_dtype)
 
     # -- phases -----------------------------------------------------------------------------------
     def accumulate_gradients(
@@ -192,7 +217,8 @@ class StyleGAN2Loss:
                     stats["scores_fake_G"] = gen_logits.mean().item()
                 if do_pl:
                     batch = max(gen_z.shape[0] // s.pl_batch_shrink, 1)
-                    gen_img, gen_ws = self.run_G(gen_z[:batch], None if gen_c is None else gen_c[:batch])
+                    gen_img, gen_ws = self.run_G(gen_z[:batch], None if gen_c is None else gen_c[:batch],
+                                                 twice_differentiable=True)
                     lengths = path_lengths(gen_img, gen_ws)  # [batch]
                     pl_mean = self.pl_mean.lerp(lengths.mean(), s.pl_decay)
                     self.pl_mean.copy_(pl_mean.detach())
